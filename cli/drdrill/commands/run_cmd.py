@@ -1,0 +1,99 @@
+"""``drdrill run``: parse, run the drill through the core, render the verdict."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+import click
+from rich.console import Console
+
+from drdrill.commands.options import inventory_option, runs_dir_option
+from drdrill.commands.prompts import TerminalInteraction
+from drdrill.engine.runner import RunOptions, run_drill
+from drdrill.errors import BadInput
+from drdrill.view.live import LiveView
+from drdrill.view.verdict import render_verdict
+
+
+def parse_extra_vars(pairs: tuple[str, ...]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"-e {pair!r}: expected KEY=VALUE")
+        result[key.strip()] = value
+    return result
+
+
+def parse_declared_at(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadInput(f"--declared-at {value!r}: not ISO 8601 (e.g. 2026-11-22T03:04:05Z)") \
+            from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class _Interrupts:
+    """First Ctrl-C/SIGTERM: abort the step and roll back. Second: stop the rollback too."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.hard_stop = threading.Event()
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _Interrupts:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.cancel.is_set():
+            self.hard_stop.set()
+        self.cancel.set()
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+@click.command()
+@click.argument("runbook", type=click.Path(path_type=Path))
+@inventory_option(required=True)
+@click.option("--mode", type=click.Choice(["drill", "incident"]), default="drill",
+              show_default=True, help="incident: no fault injection, T0 = --declared-at.")
+@click.option("--declared-at", help="Incident mode: when the incident was declared (ISO 8601).")
+@click.option("-e", "extra", multiple=True, metavar="KEY=VALUE", help="Extra variable (repeat).")
+@click.option("--yes", is_flag=True, help="Acknowledge manual steps and gates automatically "
+              "(recorded as such; never confirms production).")
+@click.option("--confirm", metavar="ENV", help="Confirm a production run by its name.")
+@click.option("--operator", help="Who runs the drill (default: the OS user).")
+@runs_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout only.")
+def command(runbook: Path, inventory: Path, mode: str, declared_at: str | None,
+            extra: tuple[str, ...], yes: bool, confirm: str | None, operator: str | None,
+            runs_dir: Path, as_json: bool) -> int:
+    """Run RUNBOOK against INVENTORY, measure RTO/RPO, and record the evidence."""
+    options = RunOptions(runbook=runbook, inventory=inventory, mode=mode,
+                         declared_at=parse_declared_at(declared_at),
+                         extra_vars=parse_extra_vars(extra), yes=yes, confirm=confirm,
+                         operator=operator, runs_dir=runs_dir)
+    console = Console(stderr=as_json)
+    interaction = None if yes or not sys.stdin.isatty() else TerminalInteraction(
+        console, operator)
+    with _Interrupts() as interrupts, LiveView(console, plain=not console.is_terminal) as view:
+        result = run_drill(options, handlers=[view], interaction=interaction,
+                           cancel=interrupts.cancel, hard_stop=interrupts.hard_stop)
+    if as_json:
+        click.echo(json.dumps(result.record, indent=2, sort_keys=True, default=str))
+    else:
+        render_verdict(console, result.record, str(result.run_dir))
+    return result.exit_code

@@ -1,0 +1,130 @@
+"""Executing one step of any kind, with its timeout, retries, gate and checkpoint.
+
+A failed step is recorded, not raised (chaoslib's habit): the caller decides from the
+returned status what the failure policy means for the run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from drdrill.engine.context import RunContext
+from drdrill.executors.base import StepOutcome, StepRequest
+from drdrill.probes.base import make_probe
+from drdrill.runbook.model import StepKind, Step
+
+DEFAULT_WAIT_TIMEOUT_S = 300.0
+
+
+def _run_probe(ctx: RunContext, step: Step) -> StepOutcome:
+    assert step.probe is not None
+    probe = make_probe(step.probe, ctx.probe_context)
+    try:
+        result = probe.check()
+    finally:
+        probe.close()
+    return StepOutcome("ok" if result.ok else "failed", None if result.ok else result.detail)
+
+
+def _wait_for(ctx: RunContext, step: Step, cancel: threading.Event) -> StepOutcome:
+    assert step.probe is not None
+    timeout = step.timeout_s if step.timeout_s is not None else DEFAULT_WAIT_TIMEOUT_S
+    deadline = time.monotonic() + timeout
+    probe = make_probe(step.probe, ctx.probe_context)
+    last = ""
+    try:
+        while True:
+            result = probe.check()
+            if result.ok:
+                return StepOutcome("ok")
+            last = result.detail
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return StepOutcome("timeout", f"not passed within {timeout:g}s: {last}")
+            if cancel.wait(min(step.interval_s, remaining)):
+                return StepOutcome("aborted", "cancelled")
+    finally:
+        probe.close()
+
+
+def _pause(step: Step, cancel: threading.Event) -> StepOutcome:
+    if cancel.wait(step.pause_s or 0.0):
+        return StepOutcome("aborted", "cancelled")
+    return StepOutcome("ok")
+
+
+def _manual(ctx: RunContext, step: Step) -> tuple[StepOutcome, dict[str, Any]]:
+    done, by = ctx.interaction.acknowledge(step)
+    info = {"acknowledged_by": by, "auto": ctx.auto_answer, "instruction": step.instruction}
+    if not done:
+        return StepOutcome("failed", f"not acknowledged by {by}"), info
+    return StepOutcome("ok"), info
+
+
+def _playbook(ctx: RunContext, step: Step, attempt: int, cancel: threading.Event,
+              phase: str) -> StepOutcome:
+    assert step.playbook is not None
+    phase_dir = "rollback" if phase == "rollback" else "steps"
+    step_dir = ctx.run_dir / phase_dir / f"{step.index}-{step.slug}" / f"attempt-{attempt}"
+    variables = {**ctx.extra_vars, **step.vars, "drdrill_step": step.name}
+    request = StepRequest(
+        step=step, playbook=(ctx.runbook.playbook_dir / step.playbook).resolve(),
+        hosts=ctx.hosts_for(step), inventory=ctx.inventory, step_dir=step_dir,
+        extra_vars=variables, secret_vars=ctx.secret_vars, timeout_s=step.timeout_s,
+        cancel=cancel, emit=ctx.emit)
+    return ctx.executor.prepare(request).release()
+
+
+def _attempt(ctx: RunContext, step: Step, attempt: int, cancel: threading.Event, phase: str
+             ) -> tuple[StepOutcome, dict[str, Any] | None]:
+    if step.kind is StepKind.PLAYBOOK:
+        return _playbook(ctx, step, attempt, cancel, phase), None
+    if step.kind is StepKind.PROBE:
+        return _run_probe(ctx, step), None
+    if step.kind is StepKind.WAIT_FOR:
+        return _wait_for(ctx, step, cancel), None
+    if step.kind is StepKind.PAUSE:
+        return _pause(step, cancel), None
+    return _manual(ctx, step)
+
+
+def _gate(ctx: RunContext, step: Step, phase: str) -> bool:
+    go, by = ctx.interaction.gate(step)
+    ctx.emit("gate", {"index": step.index, "name": step.name, "phase": phase,
+                      "answer": "go" if go else "no-go", "by": by})
+    return go
+
+
+def execute_step(ctx: RunContext, step: Step, phase: str, cancel: threading.Event) -> str:
+    """Run ``step`` with retries; journal start, attempts, end and checkpoint. Returns the
+    final status: ok, failed, timeout or aborted."""
+    base = {"index": step.index, "name": step.name, "kind": step.kind.value, "phase": phase}
+    if step.gate and not _gate(ctx, step, phase):
+        ctx.emit("step_finished", {**base, "status": "aborted", "attempt": 0,
+                                   "error": "no-go at the gate"})
+        return "aborted"
+    hosts = list(ctx.hosts_for(step))
+    outcome = StepOutcome("failed", "not run")
+    manual: dict[str, Any] | None = None
+    for attempt in range(1, step.retries + 2):
+        ctx.emit("step_started", {**base, "hosts": hosts, "attempt": attempt})
+        try:
+            outcome, manual = _attempt(ctx, step, attempt, cancel, phase)
+        except Exception as exc:  # a broken probe/executor is a failed step, not a crash
+            outcome = StepOutcome("failed", f"{type(exc).__name__}: {exc}")
+        if outcome.status in ("ok", "aborted") or attempt > step.retries:
+            break
+        ctx.emit("step_retry", {**base, "attempt": attempt, "error": outcome.error})
+        if cancel.wait(step.retry_delay_s):
+            outcome = StepOutcome("aborted", "cancelled")
+            break
+    finished: dict[str, Any] = {**base, "status": outcome.status, "attempt": attempt,
+                                "error": outcome.error}
+    if manual is not None:
+        finished["manual"] = manual
+    ctx.emit("step_finished", finished)
+    if outcome.status == "ok" and step.checkpoint:
+        ctx.emit("checkpoint", {"name": step.checkpoint, "step": step.name})
+    return outcome.status

@@ -1,0 +1,169 @@
+"""Playbook steps through ansible-runner, with its unsafe defaults overridden.
+
+What ansible-runner gets wrong for a DR tool (measured, see FIELD-NOTES) and what we do:
+- host-key checking off by default      -> ANSIBLE_HOST_KEY_CHECKING=True, always
+- cancel/timeout leaves ansible workers -> our cancel_callback ends the whole /proc tree
+- its own SIGINT/SIGTERM handlers        -> we always pass cancel_callback (it then installs none)
+- timeouts checked every 5 s             -> pexpect_timeout 0.2 s
+- stale env/extravars in a reused dir   -> a fresh private_data_dir per attempt
+- environment copied into artifacts/*/command, extravars on the command line
+                                         -> vars go in a 0600 file (secrets in a separate one,
+                                            deleted after the step); the env is scrubbed from
+                                            the artifact afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from drdrill.executors.base import StepOutcome, StepRequest
+from drdrill.executors.proctree import cmdline, descendants, kill_tree
+
+PEXPECT_TIMEOUT_S = 0.2
+_RESULT_EVENTS = {
+    "runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped",
+}
+
+
+def safe_env(request: StepRequest) -> dict[str, str]:
+    env = {
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_HOME": str(request.step_dir / ".ansible"),
+        "ANSIBLE_LOCAL_TEMP": str(request.step_dir / ".ansible" / "tmp"),
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+        # ansible-playbook from the same environment as drdrill, even when not activated
+        "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+    }
+    env.update(request.env)
+    return env
+
+
+def _write_private(path: Path, data: Mapping[str, Any]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(dict(data), fh)
+
+
+@dataclass
+class _Attempt:
+    request: StepRequest
+    deadline: float | None
+    timed_out: bool = False
+    cancelled: bool = False
+
+    def cancel_callback(self) -> bool:
+        expired = self.deadline is not None and time.monotonic() >= self.deadline
+        if expired or self.request.cancel.is_set():
+            self.timed_out = expired and not self.request.cancel.is_set()
+            self.cancelled = not self.timed_out
+            _end_ansible_processes()
+            return True
+        return False
+
+    def event_handler(self, event: dict[str, Any]) -> bool:
+        name = event.get("event", "")
+        data = event.get("event_data", {})
+        if name == "playbook_on_task_start" or name in _RESULT_EVENTS:
+            payload: dict[str, Any] = {
+                "index": self.request.step.index, "step": self.request.step.name,
+                "task": data.get("task", ""), "host": data.get("host"), "event": name,
+            }
+            if "duration" in data:
+                payload["duration_s"] = data["duration"]
+            if name == "runner_on_failed" or name == "runner_on_unreachable":
+                payload["msg"] = _short_msg(data.get("res", {}))
+            self.request.emit("task", payload)
+        return True
+
+
+def _short_msg(res: Any) -> str:
+    if not isinstance(res, dict):
+        return ""
+    if res.get("_ansible_no_log"):
+        return "(output hidden by no_log)"
+    msg = res.get("msg") or res.get("stderr") or ""
+    return str(msg)[:300]
+
+
+def _end_ansible_processes() -> None:
+    """End every ansible-playbook we started (and, first, everything under it)."""
+    for pid in descendants(os.getpid()):
+        if "ansible-playbook" in cmdline(pid):
+            kill_tree(pid)
+
+
+class _PreparedPlaybook:
+    def __init__(self, request: StepRequest) -> None:
+        self.request = request
+        request.step_dir.mkdir(parents=True, exist_ok=True)
+        self.vars_file = request.step_dir / "extravars.json"
+        self.secret_file = request.step_dir / ".secret-vars.json"
+        _write_private(self.vars_file, request.extra_vars)
+        if request.secret_vars:
+            _write_private(self.secret_file, request.secret_vars)
+
+    def release(self) -> StepOutcome:
+        request = self.request
+        deadline = None if request.timeout_s is None else time.monotonic() + request.timeout_s
+        attempt = _Attempt(request, deadline)
+        cmdline_args = f"-e @{self.vars_file}"
+        if request.secret_vars:
+            cmdline_args += f" -e @{self.secret_file}"
+        try:
+            runner = ansible_runner.run(
+                private_data_dir=str(request.step_dir),
+                playbook=str(request.playbook),
+                inventory=str(request.inventory.path.resolve()),
+                limit=",".join(request.hosts) or None,
+                cmdline=cmdline_args,
+                envvars=safe_env(request),
+                settings={"pexpect_timeout": PEXPECT_TIMEOUT_S, "suppress_ansible_output": True},
+                suppress_env_files=True,
+                quiet=True,
+                ident="run",
+                event_handler=attempt.event_handler,
+                cancel_callback=attempt.cancel_callback,
+            )
+        finally:
+            self.secret_file.unlink(missing_ok=True)
+            _scrub_artifacts(request.step_dir)
+        if attempt.timed_out:
+            return StepOutcome("timeout", f"timed out after {request.timeout_s:g}s", runner.rc)
+        if attempt.cancelled:
+            return StepOutcome("aborted", "cancelled", runner.rc)
+        if runner.status == "successful":
+            return StepOutcome("ok", None, runner.rc)
+        return StepOutcome("failed", f"playbook {runner.status} (rc={runner.rc})", runner.rc)
+
+
+def _scrub_artifacts(step_dir: Path) -> None:
+    """ansible-runner stores the full environment in artifacts/*/command: drop it."""
+    for command_file in step_dir.glob("artifacts/*/command"):
+        try:
+            data = json.loads(command_file.read_text())
+            data.pop("env", None)
+            command_file.write_text(json.dumps(data))
+        except (OSError, ValueError):
+            command_file.unlink(missing_ok=True)
+
+
+class AnsibleExecutor:
+    """Runs playbook steps one attempt at a time; thread-safe (one runner per call)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def prepare(self, request: StepRequest) -> _PreparedPlaybook:
+        return _PreparedPlaybook(request)

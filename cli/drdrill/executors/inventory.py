@@ -1,0 +1,79 @@
+"""Read a standard Ansible inventory with Ansible's own parser (never re-implemented).
+
+Runbooks name roles; a role maps to an inventory pattern (group, host, ``a:b``...). This
+module turns patterns into host names and exposes each host's variables as plain data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from drdrill.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    sha256: str
+    hosts: tuple[str, ...]
+    groups: Mapping[str, tuple[str, ...]]
+    host_vars: Mapping[str, Mapping[str, Any]]
+
+    def resolve(self, pattern: str) -> list[str]:
+        """Hosts matched by ``pattern``: a group, a host, or ``a:b`` unions. Empty if none."""
+        found: list[str] = []
+        for part in pattern.split(":"):
+            part = part.strip()
+            members = self.groups.get(part) or ((part,) if part in self.host_vars else ())
+            found.extend(h for h in members if h not in found)
+        return found
+
+    def vars_of(self, host: str) -> Mapping[str, Any]:
+        return self.host_vars.get(host, MappingProxyType({}))
+
+    @property
+    def environment(self) -> str | None:
+        """``drdrill_environment`` set on all hosts (e.g. ``production``), if any host sets it."""
+        values = {str(v["drdrill_environment"]) for v in self.host_vars.values()
+                  if "drdrill_environment" in v}
+        return "production" if "production" in values else (values.pop() if values else None)
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Parse ``path`` with Ansible's InventoryManager; raise BadInput if it is unusable."""
+    if not path.is_file():
+        raise BadInput(f"{path}: inventory not found", hint="pass -i with an existing file")
+    raw = path.read_bytes()
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    loader = DataLoader()
+    try:
+        manager = InventoryManager(loader=loader, sources=[str(path)])
+    except Exception as exc:  # ansible raises many types for a bad source
+        raise BadInput(f"{path}: cannot parse inventory: {exc}") from exc
+    hosts = tuple(h.name for h in manager.get_hosts())
+    if not hosts:
+        raise BadInput(f"{path}: inventory has no hosts",
+                       hint="check the file is an Ansible inventory (YAML or INI)")
+    groups = {name: tuple(h.name for h in group.get_hosts())
+              for name, group in manager.groups.items()}
+    host_vars = {h.name: MappingProxyType(_plain(h.get_vars())) for h in manager.get_hosts()}
+    return Inventory(path=path, sha256=hashlib.sha256(raw).hexdigest(), hosts=hosts,
+                     groups=MappingProxyType(groups), host_vars=MappingProxyType(host_vars))
+
+
+def _plain(value: Any) -> Any:
+    """Ansible wraps strings in its own types; hand the rest of drdrill plain data."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value

@@ -1,0 +1,73 @@
+"""Find and end a process tree. ansible's workers call setsid, so killing the process group
+(what ansible-runner does) leaves them and their children running: walk /proc instead."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # field 4 is the ppid; the command name (field 2) may contain spaces and parens
+        ppid = int(stat[stat.rfind(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendants of ``pid`` (not ``pid`` itself), parents before children."""
+    tree = _children_map()
+    found: list[int] = []
+    stack = list(tree.get(pid, []))
+    while stack:
+        child = stack.pop()
+        found.append(child)
+        stack.extend(tree.get(child, []))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def kill_tree(root: int, include_root: bool = True, grace_s: float = 0.5) -> list[int]:
+    """SIGTERM the whole tree under ``root`` (collected before any dies, so nothing is
+    reparented out of sight), then SIGKILL what is left after ``grace_s``. Returns pids."""
+    pids = descendants(root) + ([root] if include_root else [])
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = [p for p in pids if _signal(p, sig)]
+        if not alive:
+            break
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(_exists(p) for p in alive):
+            time.sleep(0.02)
+    return pids
+
+
+def _signal(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _exists(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rfind(")") + 2] != "Z"

@@ -1,0 +1,126 @@
+"""``record.json``: the run summary, derived from the journal alone (never from live state),
+so that ``build_record(read_events(journal))`` reproduces the written record exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from drdrill.events import Event
+from drdrill.journal.store import GENESIS, iter_lines, line_hash
+from drdrill.measure.metrics import compute_results
+
+RECORD_NAME = "record.json"
+
+
+def _steps(events: Sequence[Event]) -> list[dict[str, Any]]:
+    steps: dict[tuple[str, int], dict[str, Any]] = {}
+    order: list[tuple[str, int]] = []
+    for event in events:
+        data = event.data
+        key = (str(data.get("phase", "main")), int(data.get("index", 0)))
+        if event.type == "step_started":
+            if key not in steps:
+                order.append(key)
+                steps[key] = {"index": key[1], "name": data.get("name"), "kind": data.get("kind"),
+                              "phase": key[0], "hosts": list(data.get("hosts", [])),
+                              "started_at": event.wall, "start_s": event.mono,
+                              "finished_at": None, "end_s": None, "duration_s": None,
+                              "status": "running", "attempts": 0, "error": None,
+                              "manual": None}
+            steps[key]["attempts"] = int(data.get("attempt", 1))
+        elif event.type == "step_finished" and key in steps:
+            step = steps[key]
+            step.update(finished_at=event.wall, end_s=event.mono, status=data.get("status"),
+                        error=data.get("error"),
+                        duration_s=round(event.mono - float(step["start_s"]), 6))
+            if data.get("manual"):
+                step["manual"] = data["manual"]
+        elif event.type == "step_finished":  # skipped steps never start
+            order.append(key)
+            steps[key] = {"index": key[1], "name": data.get("name"), "kind": data.get("kind"),
+                          "phase": key[0], "hosts": [], "started_at": None, "start_s": None,
+                          "finished_at": event.wall, "end_s": event.mono, "duration_s": 0.0,
+                          "status": data.get("status"), "attempts": 0,
+                          "error": data.get("error"), "manual": None}
+    return [steps[k] for k in order]
+
+
+def _probe_transitions(events: Sequence[Event]) -> list[dict[str, Any]]:
+    transitions: list[dict[str, Any]] = []
+    last: bool | None = None
+    for event in events:
+        if event.type == "probe":
+            ok = bool(event.data.get("ok"))
+            if ok != last:
+                transitions.append({"mono": event.mono, "ok": ok})
+                last = ok
+    return transitions
+
+
+def build_record(events: Sequence[Event], last_hash: str = GENESIS) -> dict[str, Any]:
+    """The record of a run from its events. ``last_hash`` is the journal's final line hash."""
+    started = next((e for e in events if e.type == "run_started"), None)
+    if started is None:
+        raise ValueError("journal has no run_started event")
+    meta = started.data
+    finished = next((e for e in reversed(events) if e.type == "run_finished"), None)
+    objectives = dict(meta.get("objectives", {}))
+    results = compute_results(events, float(objectives.get("rto_s", 0)),
+                              float(objectives.get("rpo_s", 0)))
+    checkpoints = [e for e in events if e.type == "checkpoint"]
+    readback = next((e for e in reversed(events) if e.type == "canary_readback"), None)
+    return {
+        "run_id": meta.get("run_id"),
+        "runbook": meta.get("runbook"),
+        "mode": meta.get("mode"),
+        "environment": meta.get("environment"),
+        "exercise": meta.get("exercise"),
+        "declared_at": meta.get("declared_at"),
+        "started_at": started.wall,
+        "finished_at": finished.wall if finished else None,
+        "status": finished.data.get("status") if finished else "running",
+        "reason": finished.data.get("reason") if finished else None,
+        "operator": meta.get("operator"),
+        "inventory_sha256": (meta.get("inventory") or {}).get("sha256"),
+        "drdrill_version": meta.get("drdrill_version"),
+        "objectives": objectives,
+        "results": results.as_dict(),
+        "checkpoints": {str(e.data.get("name")): e.wall for e in checkpoints},
+        "checkpoint_offsets_s": {str(e.data.get("name")): e.mono for e in checkpoints},
+        "steps": _steps(events),
+        "service_interval_s": meta.get("service_interval_s"),
+        "canary_interval_s": meta.get("canary_interval_s"),
+        "probe_transitions": _probe_transitions(events),
+        "canary": {
+            "acked": results.acked_writes,
+            "lost_seqs": list(results.lost_seqs),
+            "readback_ok": bool(readback.data.get("ok")) if readback else None,
+            "readback_detail": readback.data.get("detail") if readback else None,
+        },
+        "journal_last_hash": last_hash,
+    }
+
+
+def journal_last_hash(journal: Path) -> str:
+    last = GENESIS
+    for line in iter_lines(journal):
+        last = line_hash(line.raw)
+    return last
+
+
+def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
+    """Atomically write record.json (0600): a crash never leaves a half record."""
+    path = run_dir / RECORD_NAME
+    tmp = path.with_suffix(".json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(record, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,58 @@
+"""Load a runbook: YAML with line numbers → schema → semantic checks → frozen model.
+
+Every problem is collected and reported at once as ``file:line:col: path: message — what
+to do``; nothing but :class:`~drdrill.errors.ValidationFailed` ever leaves this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drdrill.errors import ValidationFailed
+from drdrill.executors.inventory import Inventory
+from drdrill.runbook.build import build_runbook
+from drdrill.runbook.model import Runbook
+from drdrill.runbook.schema import schema_problems
+from drdrill.runbook.semantic import semantic_problems
+from drdrill.runbook.source import Problem, SourceError, read_source
+
+
+def default_playbook_dir(runbook_path: Path) -> Path:
+    """``X/playbooks`` for a runbook at ``X/drills/a.yml`` if that directory exists, else
+    ``./playbooks`` (absolute)."""
+    beside = runbook_path.absolute().parent.parent / "playbooks"
+    return beside if beside.is_dir() else Path.cwd() / "playbooks"
+
+
+def load_runbook(path: Path, inventory: Inventory | None = None,
+                 playbook_dir: Path | None = None) -> Runbook:
+    """The runbook at ``path`` as a :class:`Runbook`; raise ValidationFailed listing every
+    problem. With ``inventory``, every role a step uses must resolve to at least one host."""
+    path = Path(path)
+    playbooks = (playbook_dir if playbook_dir is not None
+                 else default_playbook_dir(path)).absolute()
+    file = str(path)
+    try:
+        source = read_source(path)
+    except SourceError as exc:
+        raise ValidationFailed([exc.problem.render(file)]) from None
+    problems: list[Problem] = list(source.problems)
+    taken = {(p.line, p.col) for p in problems}  # an odd value needs no second message
+    problems.extend(p for p in schema_problems(source) if (p.line, p.col) not in taken)
+    problems.extend(semantic_problems(source, inventory, playbooks))
+    if not problems:
+        runbook, problems = build_runbook(source, playbooks)
+        if not problems:
+            return runbook
+    problems.sort(key=lambda p: (p.line, p.col))
+    raise ValidationFailed([p.render(file) for p in problems])
+
+
+def validate_runbook(path: Path, inventory: Inventory | None = None,
+                     playbook_dir: Path | None = None) -> list[str]:
+    """Every problem of the runbook at ``path`` as ``file:line:col: message`` (empty = valid)."""
+    try:
+        load_runbook(path, inventory=inventory, playbook_dir=playbook_dir)
+    except ValidationFailed as exc:
+        return list(exc.problems)
+    return []

@@ -1,0 +1,138 @@
+"""The runbook domain model: frozen dataclasses built by the loader from validated YAML.
+
+Dicts appear only as ``options``/``vars`` mappings that are handed on as data (to a probe
+implementation or to Ansible as extra vars); everything the engine reasons about is typed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class StepKind(str, Enum):
+    """What a step does; exactly one of the runbook keys of the same name is set."""
+
+    PLAYBOOK = "playbook"
+    PROBE = "probe"
+    WAIT_FOR = "wait_for"
+    MANUAL = "manual"
+    PAUSE = "pause"
+
+
+class OnFailure(str, Enum):
+    ABORT = "abort"
+    CONTINUE = "continue"
+
+
+class RollbackPolicy(str, Enum):
+    ON_ABORT = "on-abort"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+MODES = ("drill", "incident")
+
+
+@dataclass(frozen=True)
+class Objectives:
+    rto_s: float
+    rpo_s: float
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """A check of something from the outside: ``type`` picks the implementation in the
+    probe registry, ``options`` are that implementation's settings (validated by the schema)."""
+
+    type: str
+    options: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    timeout_s: float = 5.0
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """The continuous service probe: what customers use, checked every ``interval_s``."""
+
+    probe: ProbeSpec
+    interval_s: float
+
+
+@dataclass(frozen=True)
+class CanarySpec:
+    """The acknowledged-write marker stream used to measure RPO from real writes."""
+
+    type: str
+    interval_s: float
+    options: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a runbook (or of its rollback). ``index`` is 1-based within its list."""
+
+    name: str
+    kind: StepKind
+    index: int
+    line: int = 0
+    playbook: str | None = None
+    role: str | None = None
+    vars: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    probe: ProbeSpec | None = None
+    instruction: str | None = None
+    pause_s: float | None = None
+    interval_s: float = 1.0
+    timeout_s: float | None = None
+    retries: int = 0
+    retry_delay_s: float = 1.0
+    on_failure: OnFailure = OnFailure.ABORT
+    checkpoint: str | None = None
+    disaster: bool = False
+    only: tuple[str, ...] = MODES
+    idempotent: bool = False
+    gate: bool = False
+
+    @property
+    def slug(self) -> str:
+        """Directory-safe name: ``steps/<n>-<slug>/`` in the run directory."""
+        cleaned = "".join(c if c.isalnum() else "-" for c in self.name.lower())
+        return "-".join(part for part in cleaned.split("-") if part)[:48] or "step"
+
+    def runs_in(self, mode: str) -> bool:
+        return mode in self.only
+
+
+@dataclass(frozen=True)
+class Runbook:
+    name: str
+    path: Path
+    sha256: str
+    objectives: Objectives
+    steps: tuple[Step, ...]
+    description: str = ""
+    owner: str = ""
+    environment: str = "test"
+    roles: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    vars: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    secrets: tuple[str, ...] = ()
+    service: ServiceSpec | None = None
+    canary: CanarySpec | None = None
+    probes: Mapping[str, ProbeSpec] = field(default_factory=lambda: EMPTY)
+    rollback: tuple[Step, ...] = ()
+    rollback_policy: RollbackPolicy = RollbackPolicy.ON_ABORT
+    playbook_dir: Path = field(default_factory=lambda: Path("playbooks"))
+
+    @property
+    def disaster_step(self) -> Step | None:
+        return next((s for s in self.steps if s.disaster), None)
+
+    def steps_for(self, mode: str) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.runs_in(mode))

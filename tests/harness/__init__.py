@@ -1,0 +1,1 @@
+"""Test harnesses that need more than one process: network namespaces with sshd (root)."""
