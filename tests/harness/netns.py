@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -311,10 +311,8 @@ class NetnsHarness:
             for pid in pids:
                 _signal(pid, signal.SIGKILL)
             if h.sshd is not None:
-                try:
+                with suppress(subprocess.TimeoutExpired):
                     h.sshd.wait(timeout=0.05)
-                except subprocess.TimeoutExpired:
-                    pass
             if not pids or time.monotonic() > deadline:
                 return
             time.sleep(0.05)
@@ -400,18 +398,19 @@ class NetnsHarness:
             common.append(f"-o ControlPath={self.dir / 'cp'}/%C")
         else:
             common.append("-o ControlMaster=no -o ControlPath=none")
+        connection = {"ansible_user": "root",
+                      "ansible_port": 22,
+                      "ansible_ssh_private_key_file": str(self.client_key),
+                      "ansible_ssh_common_args": " ".join(common),
+                      "ansible_python_interpreter": "/usr/bin/python3"}
         hosts: dict[str, Any] = {}
         for name, h in self.hosts.items():
-            hv: dict[str, Any] = {"ansible_host": h.address}
+            # connection vars on each host (not under all.vars): every reader sees them
+            hv: dict[str, Any] = {"ansible_host": h.address, **connection}
             hv.update(self.host_vars.get(name, {}))
             hv.update((extra_vars or {}).get(name, {}))
             hosts[name] = hv
         return {"all": {
-            "vars": {"ansible_user": "root",
-                     "ansible_port": 22,
-                     "ansible_ssh_private_key_file": str(self.client_key),
-                     "ansible_ssh_common_args": " ".join(common),
-                     "ansible_python_interpreter": "/usr/bin/python3"},
             "hosts": hosts,
             "children": {g: {"hosts": {m: None for m in members}}
                          for g, members in self.groups.items()},

@@ -30,6 +30,7 @@ from drdrill.executors.base import StepOutcome, StepRequest
 from drdrill.executors.proctree import cmdline, descendants, kill_tree
 
 PEXPECT_TIMEOUT_S = 0.2
+RUNNER_SETTINGS = {"pexpect_timeout": PEXPECT_TIMEOUT_S, "suppress_ansible_output": True}
 _RESULT_EVENTS = {
     "runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped",
 }
@@ -111,6 +112,10 @@ class _PreparedPlaybook:
         self.vars_file = request.step_dir / "extravars.json"
         self.secret_file = request.step_dir / ".secret-vars.json"
         _write_private(self.vars_file, request.extra_vars)
+        # ansible-runner 2.4 discards a ``settings=`` argument when env/settings is absent
+        # (prepare_env resets it to {}), so the 0.2 s cancel/timeout check must live there.
+        (request.step_dir / "env").mkdir(exist_ok=True)
+        _write_private(request.step_dir / "env" / "settings", RUNNER_SETTINGS)
         if request.secret_vars:
             _write_private(self.secret_file, request.secret_vars)
 
@@ -129,7 +134,7 @@ class _PreparedPlaybook:
                 limit=",".join(request.hosts) or None,
                 cmdline=cmdline_args,
                 envvars=safe_env(request),
-                settings={"pexpect_timeout": PEXPECT_TIMEOUT_S, "suppress_ansible_output": True},
+                settings=dict(RUNNER_SETTINGS),
                 suppress_env_files=True,
                 quiet=True,
                 ident="run",

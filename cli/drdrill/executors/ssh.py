@@ -20,6 +20,7 @@ Fast, strict, timed checks that need no playbook (preflight, ``ssh`` probes):
 from __future__ import annotations
 
 import getpass
+import logging
 import re
 import select
 import shlex
@@ -204,7 +205,7 @@ class ClockSample:
     rtt_s: float
 
 
-class _HostKeyPolicy(paramiko.RejectPolicy):
+class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
     """Reject unknown keys naming host and fingerprint; optionally accept and record them."""
 
     def __init__(self, target: SshTarget, accept_new: bool) -> None:
@@ -274,7 +275,8 @@ def connect(target: SshTarget, accept_new_host_keys: bool = False,
         client.close()
         raise SshUnreachable(target.host, f"no SSH handshake with {target.address}:"
                                           f"{target.port} within "
-                                          f"{time.monotonic() - start:.1f}s: {exc}") from exc
+                                          f"{time.monotonic() - start:.1f}s (sshd hung or not"
+                                          f" SSH?): {exc or type(exc).__name__}") from exc
     except BaseException:
         client.close()
         raise
@@ -294,7 +296,10 @@ def exec_on(client: paramiko.SSHClient, host: str, command: str, timeout: float,
     ``recv_exit_status`` ignores timeouts). On expiry the channel is closed — with a pty that
     hangs up the remote command too — and SshTimeout is raised."""
     deadline = time.monotonic() + timeout
-    chan = _transport(client, host).open_session(timeout=_remaining(deadline, timeout))
+    try:
+        chan = _transport(client, host).open_session(timeout=_remaining(deadline, timeout))
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise SshTimeout(host, f"no channel within {timeout:.1f}s (host lost?): {exc}") from exc
     watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), chan.close)
     watchdog.daemon = True
     watchdog.start()
@@ -317,18 +322,18 @@ def exec_on(client: paramiko.SSHClient, host: str, command: str, timeout: float,
             if chan.exit_status_ready() and not (chan.recv_ready() or chan.recv_stderr_ready()):
                 break
             if chan.closed or time.monotonic() >= deadline:
-                raise SshTimeout(host, f"command did not finish within {timeout:g}s")
+                raise SshTimeout(host, f"command did not finish within {timeout:.1f}s")
             if not busy:
                 select.select([chan], [], [], min(_POLL_S, max(0.0, deadline - time.monotonic())))
         code = chan.recv_exit_status()
     except paramiko.SSHException as exc:
         if time.monotonic() >= deadline or chan.closed:
-            raise SshTimeout(host, f"command did not finish within {timeout:g}s") from exc
+            raise SshTimeout(host, f"command did not finish within {timeout:.1f}s") from exc
         raise SshUnreachable(host, f"channel failed: {exc}") from exc
     finally:
         watchdog.cancel()
         chan.close()
-    return code, _text(out, pty), _text(err, pty)
+    return code, _text(bytes(out), pty), _text(bytes(err), pty)
 
 
 def _text(data: bytes, pty: bool) -> str:
@@ -346,6 +351,11 @@ class SshPool:
     """
 
     def __init__(self, accept_new_host_keys: bool = False) -> None:
+        # paramiko's transport threads log failures (tracebacks included) as errors; they
+        # reach the caller as exceptions, so keep them off stderr (idempotent, no level change)
+        paramiko_log = logging.getLogger("paramiko")
+        if not paramiko_log.handlers:
+            paramiko_log.addHandler(logging.NullHandler())
         self.accept_new_host_keys = accept_new_host_keys
         self._clients: dict[SshTarget, paramiko.SSHClient] = {}
         self._locks: dict[SshTarget, threading.Lock] = {}
@@ -444,7 +454,7 @@ class SshPool:
         except (OSError, paramiko.SSHException) as exc:
             self.discard(target)
             raise SshTimeout(target.host, f"clock measurement failed or timed out "
-                                          f"({timeout:g}s): {exc}") from exc
+                                          f"({timeout:.1f}s): {exc}") from exc
         finally:
             watchdog.cancel()
             chan.close()

@@ -159,6 +159,8 @@ def steps(record: Record) -> list[StepView]:
             duration = end - start
         if end is None and start is not None and duration is not None:
             end = start + duration
+        if start is None and end is not None:  # skipped: never started, an instant
+            start, duration = end - (duration or 0.0), duration or 0.0
         index = num(item.get("index"))
         attempts = num(item.get("attempts"))
         out.append(StepView(
@@ -218,6 +220,16 @@ def probe_samples(record: Record, events: Sequence[Event]) -> list[tuple[float, 
     return samples
 
 
+def lost_seqs(record: Record) -> set[int]:
+    """Sequence numbers of acknowledged writes missing after recovery, wherever the record
+    keeps them (``canary.lost_seqs``, ``canary.lost`` or ``results.lost_seqs``)."""
+    canary, results = section(record, "canary"), section(record, "results")
+    for raw in (canary.get("lost_seqs"), canary.get("lost"), results.get("lost_seqs")):
+        if isinstance(raw, list):
+            return {int(s) for s in raw if isinstance(s, int) and not isinstance(s, bool)}
+    return set()
+
+
 @dataclass(frozen=True)
 class CanaryMark:
     mono: float
@@ -226,8 +238,7 @@ class CanaryMark:
 
 
 def canary_marks(record: Record, events: Sequence[Event]) -> list[CanaryMark]:
-    lost_raw = section(record, "canary").get("lost")
-    lost = {int(s) for s in lost_raw if isinstance(s, int)} if isinstance(lost_raw, list) else set()
+    lost = lost_seqs(record)
     out: list[CanaryMark] = []
     for e in events:
         seq = num(e.data.get("seq")) if e.type == "canary_write" else None
@@ -274,3 +285,26 @@ def description(record: Record, events: Sequence[Event]) -> str:
                 desc = rb.get("description") if isinstance(rb, Mapping) else None
                 break
     return str(desc) if desc else NA
+
+
+MEASURED_INSTANTS = (("T0", "t0_mono"), ("recovery started", "recovery_started_mono"),
+                     ("first failure after T0", "first_failure_after_t0_mono"),
+                     ("last failure", "last_failure_mono"),
+                     ("service restored", "service_restored_mono"))
+
+
+def instants(record: Record, events: Sequence[Event]) -> list[tuple[str, str, float | None]]:
+    """(name, UTC wall, seconds from start) of the named checkpoints and the measured
+    instants (T0, service restored…), in time order; wall from the journal event there."""
+    walls_by_mono = {round(e.mono, 6): e.wall for e in events}
+    walls = section(record, "checkpoints")
+    offsets = section(record, "checkpoint_offsets_s")
+    rows: list[tuple[str, str, float | None]] = [
+        (str(name), text(walls.get(name)), num(offsets.get(name)))
+        for name in dict.fromkeys([*walls, *offsets])]
+    results = section(record, "results")
+    for label, key in MEASURED_INSTANTS:
+        mono = num(results.get(key))
+        if mono is not None:
+            rows.append((label, walls_by_mono.get(round(mono, 6), NA), mono))
+    return sorted(rows, key=lambda r: (r[2] is None, r[2] or 0.0))

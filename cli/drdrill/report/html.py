@@ -163,7 +163,8 @@ def _steps_table(record: Record) -> str:
     head = "".join(f"<th>{h}</th>" for h in (
         "#", "step", "kind", "start (UTC)", "end (UTC)", "duration", "hosts", "status",
         "attempts", "manual/automated", "acknowledged by"))
-    return f'<table class="steps"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return (f'<table class="steps"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
 
 
 def _time(wall: str) -> str:
@@ -176,7 +177,8 @@ def _time(wall: str) -> str:
 def _deviations(record: Record) -> str:
     items = data.deviations(record)
     if not items:
-        return '<p class="none">No deviations: every step ran once and succeeded, every objective was met.</p>'
+        return ('<p class="none">No deviations: every step ran once and succeeded, every '
+                'objective was met.</p>')
     return '<ul class="dev">' + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>"
 
 
@@ -186,15 +188,12 @@ def _kv_table(rows: Sequence[tuple[str, str]], cls: str) -> str:
     return f'<table class="{cls}">{body}</table>'
 
 
-def _checkpoints(record: Record) -> list[tuple[str, str]]:
-    walls = data.section(record, "checkpoints")
-    offsets = data.section(record, "checkpoint_offsets_s")
-    rows = []
-    for name in sorted(set(walls) | set(offsets),
-                       key=lambda n: data.num(offsets.get(n)) or 0.0):
-        rows.append((str(name), f"{data.text(walls.get(name))}  "
-                                f"(+{data.secs(offsets.get(name))})"))
-    return rows
+def _checkpoints(record: Record, events: Sequence[Event]) -> str:
+    rows = "".join(f'<tr><th scope="row">{_e(name)}</th><td class="mono">{_e(wall)}</td>'
+                   f'<td class="num">+{_e(data.secs(mono))}</td></tr>'
+                   for name, wall, mono in data.instants(record, events))
+    return (f'<table class="checkpoints"><thead><tr><th>checkpoint</th><th>UTC</th>'
+            f'<th>from start</th></tr></thead><tbody>{rows}</tbody></table>') if rows else ""
 
 
 def render_html(record: Record, events: Sequence[Event]) -> str:
@@ -206,7 +205,7 @@ def render_html(record: Record, events: Sequence[Event]) -> str:
     exercise = data.exercise_id(record)
     if exercise:
         sub += f" · exercise {exercise}"
-    checkpoints = _checkpoints(record)
+    checkpoints = _checkpoints(record, events)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -219,8 +218,7 @@ def render_html(record: Record, events: Sequence[Event]) -> str:
         f'<h2 id="deviations">Deviations</h2>{_deviations(record)}',
     ]
     if checkpoints:
-        parts.append(f'<h2 id="checkpoints">Checkpoints</h2>'
-                     f'{_kv_table(checkpoints, "checkpoints")}')
+        parts.append(f'<h2 id="checkpoints">Checkpoints</h2>{checkpoints}')
     parts += [
         f'<h2 id="environment">Environment</h2>{_kv_table(data.environment(record), "env")}',
         f"<footer>Derived from journal.jsonl by drdrill "

@@ -118,12 +118,9 @@ def render_markdown(record: Record, events: Sequence[Event]) -> str:
                     s.acknowledged_by if s.manual else "")
                    for s in data.steps(record)])
     out += ["", "Checkpoints:", ""]
-    walls = data.section(record, "checkpoints")
-    offsets = data.section(record, "checkpoint_offsets_s")
     out += _table(("checkpoint", "time (UTC)", "+s"),
-                  [(name, walls.get(name), data.secs(offsets.get(name)))
-                   for name in sorted(set(walls) | set(offsets),
-                                      key=lambda n: data.num(offsets.get(n)) or 0.0)])
+                  [(name, wall, data.secs(mono))
+                   for name, wall, mono in data.instants(record, events)])
 
     out += ["", f"## {SECTIONS[6]}", ""]
     results = data.section(record, "results")

@@ -98,11 +98,12 @@ def render_timeline(record: Record, events: Sequence[Event]) -> str:
     out.append(_axis(tmax, step, x, bottom))
     if t0 is not None and restored is not None and restored > t0:
         v = data.verdict(record)
+        word = _e(data.met_word(v.rto_met))
         out.append(f'<rect class="rto-window" x="{x(t0):.2f}" y="{TOP - 4}" '
                    f'width="{(restored - t0) * scale:.2f}" height="{bottom - TOP + 4}"/>'
-                   f'<text class="rto-label {_e(data.met_word(v.rto_met))}" x="{(x(t0) + x(restored)) / 2:.2f}" '
+                   f'<text class="rto-label {word}" x="{(x(t0) + x(restored)) / 2:.2f}" '
                    f'y="{bottom + 14}" text-anchor="middle">RTO {_e(data.secs(v.rto_s))} '
-                   f'({_e(data.met_word(v.rto_met))})</text>')
+                   f'({word})</text>')
     for i, s in enumerate(steps):
         out.append(_step_row(s, TOP + i * ROW, x, scale, _checkpoints_at(record, s)))
     for index, phase, start, end, attempt in _attempt_spans(events):
@@ -158,14 +159,14 @@ def _step_row(s: StepView, y: float, x: Callable[[float], float], scale: float,
     title = (f"{s.index}. {s.name}{phase}: {s.status}, {data.secs(duration)}, "
              f"{kind}{by}, attempts {s.attempts if s.attempts is not None else data.NA}")
     bar_y = y + (ROW - BAR) / 2
-    width = duration * scale
+    width = max(duration * scale, 2.0)  # an instant (skipped step) stays visible
     label_x = x(start) + max(width, 2) + 6
     note = data.secs(duration) + (f" · ×{s.attempts}" if (s.attempts or 1) > 1 else "")
     if s.manual:
         note += f" · manual ({s.acknowledged_by})"
     note += "".join(f" · ◆ {name}" for name in checkpoints)
-    stripe = '<rect class="row-bg" x="0" y="{:.1f}" width="{}" height="{}"/>'.format(
-        y, WIDTH, ROW) if s.index % 2 == 0 else ""
+    stripe = (f'<rect class="row-bg" x="0" y="{y:.1f}" width="{WIDTH}" height="{ROW}"/>'
+              if s.index % 2 == 0 else "")
     return (f'{stripe}<text class="label" x="{X0 - 10}" y="{y + ROW / 2 + 4:.1f}" '
             f'text-anchor="end">{_e(s.index)}. {_e(name)}{_e(phase)}</text>'
             f'<rect class="bar {status} {kind}" data-index="{_e(s.index)}" '
@@ -175,7 +176,8 @@ def _step_row(s: StepView, y: float, x: Callable[[float], float], scale: float,
             f'<text class="note" x="{label_x:.2f}" y="{y + ROW / 2 + 4:.1f}">{_e(note)}</text>')
 
 
-def _band(probes: list[tuple[float, bool]], y: float, x: Callable[[float], float], tmax: float) -> str:
+def _band(probes: list[tuple[float, bool]], y: float, x: Callable[[float], float],
+          tmax: float) -> str:
     parts = [f'<text class="label" x="{X0 - 10}" y="{y + 13}" text-anchor="end">'
              f'service probe</text>']
     if not probes:

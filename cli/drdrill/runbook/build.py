@@ -28,8 +28,9 @@ from drdrill.runbook.model import (
     StepKind,
 )
 from drdrill.runbook.schema import STEP_KINDS
-from drdrill.runbook.source import PathItem, Problem, Source
+from drdrill.runbook.source import PathItem, Problem, Source, show
 
+MAX_DURATION_S = 1e9  # the schema's maximum for numbers, ~31 years
 DEFAULT_PROBE_TIMEOUT_S = 5.0
 DEFAULT_SERVICE_INTERVAL_S = 1.0
 DEFAULT_CANARY_INTERVAL_S = 0.2
@@ -52,9 +53,9 @@ class _Builder:
         except ValueError as exc:
             self.problems.append(self.source.problem(path, str(exc)))
             return default
-        if not math.isfinite(seconds):
+        if not math.isfinite(seconds) or seconds > MAX_DURATION_S:
             self.problems.append(self.source.problem(
-                path, f"{value!r} is too long to be a duration — give a shorter one"))
+                path, f"{show(value)} is too long to be a duration — give a shorter one"))
             return default
         return seconds
 

@@ -87,7 +87,9 @@ def _explain(error: ValidationError) -> Iterator[Explained]:
     elif kind == "dependentRequired" and isinstance(instance, dict):
         yield path + ["playbook"], ("a playbook step needs role: — name the role whose "
                                     "hosts it runs on"), True
-    elif kind == "oneOf" and isinstance(instance, dict) and _is_kind_choice(schema):
+    elif kind == "oneOf" and _is_kind_choice(schema):
+        if not isinstance(instance, dict):
+            return  # not a mapping: the type error says so
         present = [k for k in STEP_KINDS if k in instance]
         if not present:
             yield path, ("the step does nothing — give exactly one of "

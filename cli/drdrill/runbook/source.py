@@ -166,8 +166,9 @@ def read_source(path: Path) -> Source:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise _fatal(1, 1, f"cannot read the runbook: {reason}") from None
     text = _decode(raw)
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
     except yaml.reader.ReaderError as exc:
@@ -187,7 +188,8 @@ def read_source(path: Path) -> Source:
     except RecursionError:
         raise _fatal(1, 1, "invalid YAML: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if root is None or data is None:
         raise _fatal(1, 1, "the runbook is empty — start with version: 1, name:, "
                            "objectives: and steps:")

@@ -1,0 +1,83 @@
+"""``plan``: the ordered steps of one mode with their hosts and timeouts, and whether the
+steps between T0 and service restored could exceed the RTO objective on timeouts alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drdrill.executors.inventory import Inventory
+from drdrill.runbook.model import Runbook, Step, StepKind
+
+ANSIBLE_STARTUP_S = 2.0  # measured per playbook step (FIELD-NOTES.md)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    step: Step
+    hosts: tuple[str, ...]
+    on_rto_path: bool  # between T0 and the service_restored checkpoint
+
+
+@dataclass(frozen=True)
+class Plan:
+    runbook: Runbook
+    mode: str
+    steps: tuple[PlannedStep, ...]
+    rollback: tuple[PlannedStep, ...]
+    rto_path_budget_s: float | None  # sum of timeouts on the RTO path; None if unbounded
+    unbounded_steps: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def _hosts(runbook: Runbook, inventory: Inventory | None, step: Step) -> tuple[str, ...]:
+    if step.role is None:
+        return ()
+    pattern = runbook.roles.get(step.role, step.role)
+    return tuple(inventory.resolve(pattern)) if inventory is not None else (f"<{pattern}>",)
+
+
+def _budget(step: Step) -> float | None:
+    if step.kind is StepKind.PAUSE:
+        return step.pause_s or 0.0
+    if step.kind is StepKind.PROBE and step.probe is not None:
+        return step.probe.timeout_s * (step.retries + 1)
+    if step.timeout_s is None:
+        return None
+    return step.timeout_s * (step.retries + 1) + step.retry_delay_s * step.retries
+
+
+def build_plan(runbook: Runbook, inventory: Inventory | None, mode: str) -> Plan:
+    steps = runbook.steps_for(mode)
+    incident = mode == "incident"
+    after_t0 = incident
+    planned: list[PlannedStep] = []
+    budget = 0.0
+    unbounded: list[str] = []
+    restored_seen = False
+    for step in steps:
+        on_path = after_t0 and not restored_seen
+        planned.append(PlannedStep(step, _hosts(runbook, inventory, step), on_path))
+        if on_path:
+            cost = _budget(step)
+            if cost is None:
+                unbounded.append(step.name)
+            else:
+                budget += cost
+        if step.disaster:
+            after_t0 = True
+        if step.checkpoint == "service_restored" and after_t0:
+            restored_seen = True
+    warnings: list[str] = []
+    rto = runbook.objectives.rto_s
+    if budget > rto:
+        warnings.append(f"the timeouts of the steps between T0 and service restored add up "
+                        f"to {budget:g}s, more than the RTO objective of {rto:g}s")
+    if unbounded:
+        warnings.append("steps on the RTO path without a timeout: " + ", ".join(unbounded))
+    if not incident and runbook.disaster_step is None:
+        warnings.append("no step is marked disaster: true, so T0 (and RTO) cannot be measured "
+                        "in drill mode")
+    rollback = tuple(PlannedStep(s, _hosts(runbook, inventory, s), False)
+                     for s in runbook.rollback)
+    return Plan(runbook, mode, tuple(planned), rollback, budget if not unbounded else None,
+                tuple(unbounded), tuple(warnings))
