@@ -2,8 +2,7 @@
 across the veths. PostgreSQL refuses root: every server command runs as the ``postgres``
 OS user inside the host's namespace (``ip netns exec NS runuser -u postgres -- ...``),
 and ``pg_ctl`` always gets ``-l LOG`` (without it, it never returns when started remotely).
-Each server listens on its namespace address only, with its socket in the pair's own
-directory. Authentication is ``trust`` from the harness's test subnet only.
+Each server listens on its namespace address only, with its socket in its own directory. Authentication is ``trust`` from the harness's test subnet only.
 """
 
 from __future__ import annotations
@@ -93,7 +92,7 @@ class PgPair:
         with (p.data / "postgresql.conf").open("a") as conf:
             conf.write(f"listen_addresses = '{p.address}'\n"
                        f"port = {self.port}\n"
-                       f"unix_socket_directories = '{self.dir}'\n"
+                       f"unix_socket_directories = '{self._socket_dir(p)}'\n"
                        "wal_level = replica\nwal_log_hints = on\nwal_keep_size = '64MB'\n"
                        "max_wal_senders = 10\nmax_replication_slots = 10\nhot_standby = on\n"
                        "wal_retrieve_retry_interval = '500ms'\n")
@@ -104,12 +103,24 @@ class PgPair:
         self._pg(s.host, "pg_basebackup", "-h", p.address, "-p", str(self.port), "-U", PG_USER,
                  "-D", str(s.data), "-R", "-X", "stream", "-c", "fast", "-C", "-S", self.slot)
         with (s.data / "postgresql.conf").open("a") as conf:
-            conf.write(f"listen_addresses = '{s.address}'\n")
+            conf.write(f"listen_addresses = '{s.address}'\n"
+                       f"unix_socket_directories = '{self._socket_dir(s)}'\n")
         self._pg_ctl(s, "start")
 
+    def _socket_dir(self, node: PgNode) -> Path:
+        # not inside the data directory: pg_basebackup would copy the socket's lock file
+        path = self.dir / f"sock-{node.data.name}"
+        if not path.exists():
+            self.harness.ns_exec(node.host, ["mkdir", "-m", "700", str(path)], user=PG_USER)
+        return path
+
     def _pg_ctl(self, node: PgNode, action: str, *extra: str) -> None:
-        self._pg(node.host, "pg_ctl", "-D", str(node.data), "-l", str(node.log), "-w",
-                 "-t", "30", action, *extra)
+        try:
+            self._pg(node.host, "pg_ctl", "-D", str(node.data), "-l", str(node.log), "-w",
+                     "-t", "30", action, *extra)
+        except RuntimeError as exc:
+            log = node.log.read_text(errors="replace")[-1500:] if node.log.exists() else ""
+            raise RuntimeError(f"{exc}\n{node.log}:\n{log}") from exc
         if action == "start":
             self._started.append(node)
 

@@ -137,11 +137,15 @@ def test_defaults_of_a_minimal_runbook(tmp_path: Path) -> None:
         name: minimal
         objectives: {rto: 30, rpo: 0}
         steps:
-          - {name: settle, pause: 1}
+          - {name: settle, pause: 1, retries: 2.0}
+          - {name: check, probe: {type: tcp, host: h, port: 5432.0}}
         """))
     assert rb.environment == "test" and rb.service is None and rb.canary is None
     assert rb.rollback == () and rb.rollback_policy is RollbackPolicy.ON_ABORT
     assert rb.objectives.rto_s == 30.0 and rb.steps[0].pause_s == 1.0
+    assert type(rb.steps[0].retries) is int and rb.steps[0].retries == 2
+    assert rb.steps[1].probe is not None
+    assert type(rb.steps[1].probe.options["port"]) is int
 
 
 def test_merge_keys_and_anchors(tmp_path: Path) -> None:
@@ -304,7 +308,8 @@ def test_roles_resolved_against_inventory(tmp_path: Path) -> None:
     (b"- a\n- b\n", "1:1: the top level must be a mapping (name:, objectives:, steps: ...), "
                     "not a list"),
     (b"just text\n", "1:1: the top level must be a mapping"),
-    (b"name: x\nsteps: [\n", "3:1: invalid YAML: while parsing a flow node, expected the node content"),
+    (b"name: x\nsteps: [\n",
+     "3:1: invalid YAML: while parsing a flow node, expected the node content"),
     (b"name: x\n  bad: indent\n", "2:6: invalid YAML: mapping values are not allowed here"),
     (b"a: 1\n---\nb: 2\n", "2:1: invalid YAML: expected a single document"),
     (b"name: \xff\xfe\n", "1:7: the file is not UTF-8 text"),

@@ -24,3 +24,9 @@ class TerminalInteraction:
         self.console.print(f"\n[bold yellow]GATE[/bold yellow] before step {step.name!r}")
         go = Confirm.ask("Go?", console=self.console, default=False)
         return go, self.operator
+
+    def ask_took_effect(self, step: Step) -> bool:
+        self.console.print(f"\n[bold]RESUME[/bold] step {step.name!r} was running when drdrill "
+                           "died.")
+        return Confirm.ask("Did it take effect (answer no to run it again)?",
+                           console=self.console, default=False)

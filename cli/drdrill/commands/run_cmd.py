@@ -42,7 +42,7 @@ def parse_declared_at(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-class _Interrupts:
+class Interrupts:
     """First Ctrl-C/SIGTERM: abort the step and roll back. Second: stop the rollback too."""
 
     def __init__(self) -> None:
@@ -50,7 +50,7 @@ class _Interrupts:
         self.hard_stop = threading.Event()
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> _Interrupts:
+    def __enter__(self) -> Interrupts:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._on_signal)
         return self
@@ -89,7 +89,7 @@ def command(runbook: Path, inventory: Path, mode: str, declared_at: str | None,
     console = Console(stderr=as_json)
     interaction = None if yes or not sys.stdin.isatty() else TerminalInteraction(
         console, operator)
-    with _Interrupts() as interrupts, LiveView(console, plain=not console.is_terminal) as view:
+    with Interrupts() as interrupts, LiveView(console, plain=not console.is_terminal) as view:
         result = run_drill(options, handlers=[view], interaction=interaction,
                            cancel=interrupts.cancel, hard_stop=interrupts.hard_stop)
     if as_json:

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from drdrill import __version__
-from drdrill.engine.background import CanaryWriter, ServiceMonitor
 from drdrill.engine.context import AutoAnswer, Interaction, RunContext
+from drdrill.engine.lock import environment_lock
 from drdrill.engine.safety import check_can_run
-from drdrill.engine.steps import execute_step
+from drdrill.engine.snapshot import snapshot_inputs
+from drdrill.engine.loop import DrillState, declare_t0, execute
 from drdrill.errors import EXIT_ABORTED, EXIT_MISSED, EXIT_OK, BadInput
 from drdrill.events import Clock, Event, EventBus, EventHandler
 from drdrill.executors.base import Executor
@@ -28,10 +29,8 @@ from drdrill.executors.inventory import Inventory, load_inventory
 from drdrill.journal.record import build_record, write_record
 from drdrill.journal.store import JOURNAL_NAME, JournalWriter
 from drdrill.journal.verify import write_artifact_sums
-from drdrill.probes.base import make_canary, make_probe
 from drdrill.runbook.loader import load_runbook
-from drdrill.runbook.model import MODES, RollbackPolicy, Runbook, StepKind
-from drdrill.engine.snapshot import snapshot_inputs
+from drdrill.runbook.model import MODES, Runbook, StepKind
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def new_run_id(runbook: Runbook) -> str:
     return f"{stamp}-{runbook.name}-{secrets.token_hex(3)}"
 
 
-def _secret_split(runbook: Runbook, merged: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def secret_split(runbook: Runbook, merged: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     secret_values: dict[str, Any] = {}
     for name in runbook.secrets:
         from_env = os.environ.get(f"DRDRILL_SECRET_{name.upper()}")
@@ -85,6 +84,12 @@ def _secret_split(runbook: Runbook, merged: dict[str, Any]) -> tuple[dict[str, A
             secret_values[name] = merged[name]
         merged.pop(name, None)
     return merged, secret_values
+
+
+def default_executor() -> Executor:
+    from drdrill.executors.ansible import AnsibleExecutor
+
+    return AnsibleExecutor()
 
 
 def prepare_inputs(options: RunOptions) -> tuple[Runbook, Inventory]:
@@ -113,46 +118,80 @@ def run_drill(options: RunOptions, handlers: Sequence[EventHandler] = (),
             raise BadInput("this runbook has manual steps or gates and no one to answer them",
                            hint="run it in a terminal, or pass --yes (never in production)")
         interaction = AutoAnswer(operator)
-    if executor is None:
-        from drdrill.executors.ansible import AnsibleExecutor
-
-        executor = AnsibleExecutor()
+    executor = executor or default_executor()
     merged = {**runbook.vars, **options.extra_vars}
-    extra_vars, secret_vars = _secret_split(runbook, merged)
+    extra_vars, secret_vars = secret_split(runbook, merged)
 
     run_id = new_run_id(runbook)
     run_dir = options.runs_dir / run_id
-    run_dir.mkdir(parents=True, mode=0o700)
-    snapshot_inputs(runbook, inventory, run_dir)
-    bus = EventBus(Clock(), redact=_redactor(secret_vars))
+    with environment_lock(runbook, inventory, run_id, operator):
+        run_dir.mkdir(parents=True, mode=0o700)
+        snapshot_inputs(runbook, inventory, run_dir)
+        ctx, journal = open_context(
+            ContextInputs(runbook, inventory, options.mode, run_dir, operator, interaction,
+                          executor, extra_vars, secret_vars),
+            Clock(), handlers, cancel, hard_stop)
+        _emit_started(ctx, options, run_id, extra_vars)
+        state = DrillState()
+        if options.mode == "incident":
+            declare_t0(ctx, options.declared_at)
+            state.t0_seen = True
+        return drive(ctx, journal, state)
+
+
+@dataclass(frozen=True)
+class ContextInputs:
+    runbook: Runbook
+    inventory: Inventory
+    mode: str
+    run_dir: Path
+    operator: str
+    interaction: Interaction
+    executor: Executor
+    extra_vars: Mapping[str, Any]
+    secret_vars: Mapping[str, Any]
+
+
+def open_context(inputs: ContextInputs, clock: Clock, handlers: Sequence[EventHandler],
+                 cancel: threading.Event | None, hard_stop: threading.Event | None
+                 ) -> tuple[RunContext, JournalWriter]:
+    """The bus with the journal first (nothing is seen before it is durable), then the
+    in-memory collector, then the caller's handlers (view, notifiers)."""
+    run_dir = inputs.run_dir
+    bus = EventBus(clock, redact=_redactor(inputs.secret_vars))
     events: list[Event] = []
     journal = JournalWriter(run_dir / JOURNAL_NAME)
     bus.subscribe(journal)
     bus.subscribe(_Collector(events))
     for handler in handlers:
         bus.subscribe(handler)
-    ctx = RunContext(runbook=runbook, inventory=inventory, mode=options.mode, run_dir=run_dir,
-                     bus=bus, executor=executor, interaction=interaction, operator=operator,
-                     auto_answer=isinstance(interaction, AutoAnswer),
-                     extra_vars={**extra_vars, "drdrill_run_id": run_id,
-                                 "drdrill_mode": options.mode,
+    ctx = RunContext(runbook=inputs.runbook, inventory=inputs.inventory, mode=inputs.mode,
+                     run_dir=run_dir, bus=bus, executor=inputs.executor,
+                     interaction=inputs.interaction, operator=inputs.operator,
+                     auto_answer=isinstance(inputs.interaction, AutoAnswer),
+                     extra_vars={**inputs.extra_vars, "drdrill_run_id": run_dir.name,
+                                 "drdrill_mode": inputs.mode,
                                  "drdrill_run_dir": str(run_dir.resolve())},
-                     secret_vars=secret_vars, cancel=cancel or threading.Event(),
+                     secret_vars=inputs.secret_vars, cancel=cancel or threading.Event(),
                      hard_stop=hard_stop or threading.Event(), events=events)
+    return ctx, journal
+
+
+def drive(ctx: RunContext, journal: JournalWriter, state: DrillState) -> RunResult:
+    """Run the loop, then close the journal and derive everything from it."""
     try:
-        _emit_started(ctx, options, run_id)
-        status, reason = _execute(ctx, options)
+        status, reason = execute(ctx, state)
     except Exception as exc:  # recorded, never lost: the journal says what happened
         status, reason = "error", f"{type(exc).__name__}: {exc}"
     ctx.emit("run_finished", {"status": status, "reason": reason})
     journal.close()
-    record = build_record(events, journal.last_hash)
-    write_artifact_sums(run_dir)
-    write_record(run_dir, record)
-    _write_reports(run_dir)
+    record = build_record(ctx.events, journal.last_hash)
+    write_artifact_sums(ctx.run_dir)
+    write_record(ctx.run_dir, record)
+    _write_reports(ctx.run_dir)
     exit_code = {"passed": EXIT_OK, "failed": EXIT_MISSED}.get(str(record["status"]),
                                                               EXIT_ABORTED)
-    return RunResult(run_id, run_dir, str(record["status"]), exit_code, record)
+    return RunResult(ctx.run_dir.name, ctx.run_dir, str(record["status"]), exit_code, record)
 
 
 def _redactor(secret_vars: Mapping[str, Any]) -> Any:
@@ -169,7 +208,8 @@ def _write_reports(run_dir: Path) -> None:
     write_reports(run_dir)
 
 
-def _emit_started(ctx: RunContext, options: RunOptions, run_id: str) -> None:
+def _emit_started(ctx: RunContext, options: RunOptions, run_id: str,
+                  extra_vars: Mapping[str, Any]) -> None:
     runbook = ctx.runbook
     plan = [{"index": s.index, "name": s.name, "kind": s.kind.value,
              "hosts": list(ctx.hosts_for(s)), "timeout_s": s.timeout_s,
@@ -187,102 +227,7 @@ def _emit_started(ctx: RunContext, options: RunOptions, run_id: str) -> None:
         "canary_interval_s": runbook.canary.interval_s if runbook.canary else None,
         "description": runbook.description, "owner": runbook.owner,
         "plan": plan,
+        "extra_vars": {k: v for k, v in extra_vars.items() if k in options.extra_vars},
+        "inputs": {"runbook": f"runbook/{runbook.path.name}",
+                   "inventory": f"runbook/inventory{ctx.inventory.path.suffix}"},
     })
-
-
-def _start_background(ctx: RunContext) -> tuple[ServiceMonitor | None, CanaryWriter | None]:
-    now = ctx.bus.clock.now
-    monitor = writer = None
-    if ctx.runbook.canary is not None:
-        canary = make_canary(ctx.runbook.canary, ctx.probe_context)
-        canary.setup()
-        writer = CanaryWriter(canary, ctx.runbook.canary.interval_s, ctx.emit, now)
-        writer.start()
-    if ctx.runbook.service is not None:
-        monitor = ServiceMonitor(make_probe(ctx.runbook.service.probe, ctx.probe_context),
-                                 ctx.runbook.service.interval_s, ctx.emit, now)
-        monitor.start()
-    return monitor, writer
-
-
-def _declare_t0(ctx: RunContext, declared_at: datetime | None) -> None:
-    clock = ctx.bus.clock
-    offset = 0.0 if declared_at is None else declared_at.timestamp() - clock.wall_origin
-    ctx.bus.emit("t0", {"source": "declared", "step": None}, at=min(offset, clock.now()))
-
-
-def _execute(ctx: RunContext, options: RunOptions) -> tuple[str, str | None]:
-    monitor, writer = _start_background(ctx)
-    aborted_reason: str | None = None
-    failed: list[str] = []
-    try:
-        if ctx.mode == "incident":
-            _declare_t0(ctx, options.declared_at)
-        t0_seen = ctx.mode == "incident"
-        recovery_marked = False
-        for step in ctx.runbook.steps_for(ctx.mode):
-            if ctx.cancel.is_set():
-                aborted_reason = "interrupted by the operator"
-                break
-            if t0_seen and not recovery_marked:
-                ctx.emit("recovery_started", {"index": step.index, "name": step.name})
-                recovery_marked = True
-            status = execute_step(ctx, step, "main", ctx.cancel)
-            if status == "ok" and step.disaster and ctx.mode == "drill":
-                ctx.emit("t0", {"source": "disaster_step", "step": step.name})
-                t0_seen = True
-            if status == "aborted":
-                aborted_reason = (f"step {step.name!r} aborted"
-                                  if not ctx.cancel.is_set() else "interrupted by the operator")
-                break
-            if status != "ok":
-                failed.append(step.name)
-                if step.on_failure.value == "abort" or step.disaster:
-                    aborted_reason = f"step {step.name!r} {status}; on_failure: abort"
-                    break
-    finally:
-        _finish_background(ctx, monitor, writer)
-        _maybe_rollback(ctx, aborted_reason)
-    if aborted_reason:
-        return "aborted", aborted_reason
-    return _verdict(ctx, failed)
-
-
-def _finish_background(ctx: RunContext, monitor: ServiceMonitor | None,
-                       writer: CanaryWriter | None) -> None:
-    if writer is not None:
-        ok, present, detail = writer.read_back()
-        ctx.emit("canary_readback", {"ok": ok, "present": present, "detail": detail})
-    if monitor is not None:
-        monitor.stop()
-
-
-def _maybe_rollback(ctx: RunContext, aborted_reason: str | None) -> None:
-    policy = ctx.runbook.rollback_policy
-    if not ctx.runbook.rollback or policy is RollbackPolicy.NEVER:
-        return
-    if policy is RollbackPolicy.ON_ABORT and aborted_reason is None:
-        return
-    ctx.emit("rollback_started", {"reason": aborted_reason or "policy: always"})
-    statuses = []
-    for step in ctx.runbook.rollback:
-        if ctx.hard_stop.is_set():
-            ctx.emit("rollback_finished", {"status": "interrupted"})
-            return
-        statuses.append(execute_step(ctx, step, "rollback", ctx.hard_stop))
-    ok = all(s == "ok" for s in statuses)
-    ctx.emit("rollback_finished", {"status": "ok" if ok else "failed"})
-
-
-def _verdict(ctx: RunContext, failed: list[str]) -> tuple[str, str | None]:
-    from drdrill.measure.metrics import compute_results
-
-    objectives = ctx.runbook.objectives
-    results = compute_results(ctx.events, objectives.rto_s, objectives.rpo_s)
-    missed = [name for name, met in (("RTO", results.rto_met), ("RPO", results.rpo_met))
-              if met is False]
-    if failed or missed:
-        parts = [f"{m} objective missed" for m in missed]
-        parts += [f"step {name!r} failed" for name in failed]
-        return "failed", "; ".join(parts)
-    return "passed", None

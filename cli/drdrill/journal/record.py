@@ -101,6 +101,9 @@ def build_record(events: Sequence[Event], last_hash: str = GENESIS) -> dict[str,
             "readback_ok": bool(readback.data.get("ok")) if readback else None,
             "readback_detail": readback.data.get("detail") if readback else None,
         },
+        "gaps": [{"start_mono": e.data.get("gap_start_mono"), "end_mono": e.data.get("gap_end_mono"),
+                  "in_flight": e.data.get("in_flight"), "decision": e.data.get("decision")}
+                 for e in events if e.type == "resumed"],
         "journal_last_hash": last_hash,
     }
 

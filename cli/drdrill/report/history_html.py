@@ -4,10 +4,12 @@ met, red when missed) and the table of runs. No script, no external reference.""
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 from drdrill.report import data
 from drdrill.report.history import HistoryRow, trend
+from drdrill.report.timeline import axis_label, tick_step
 
 CSS = """
 body { font: 14px/1.45 system-ui, "DejaVu Sans", sans-serif; color:#202124; margin:0;
@@ -31,7 +33,7 @@ th { background:#eef0f3; font-size:12px; } td.num { text-align:right; white-spac
 """
 
 W, H = 520, 240
-PX0, PX1, PY0, PY1 = 56, 500, 36, 200  # plot box
+PX0, PX1, PY0, PY1 = 64, 470, 36, 200  # plot box
 
 
 def _e(value: object) -> str:
@@ -50,7 +52,9 @@ def chart(title: str, rows: list[HistoryRow], actual: str, target: str) -> str:
         value, goal = getattr(r, actual), getattr(r, target)
         points.append((value, goal, None if value is None or goal is None else value <= goal))
     values = [v for p in points for v in p[:2] if v is not None]
-    top = max(values + [1.0]) * 1.15
+    span = max(values + [0.5]) * 1.1
+    step = tick_step(span)
+    top = math.ceil(span / step) * step
     n = len(rows)
 
     def px(i: int) -> float:
@@ -62,11 +66,11 @@ def chart(title: str, rows: list[HistoryRow], actual: str, target: str) -> str:
     out = [f'<svg class="chart" data-series="{_e(actual)}" viewBox="0 0 {W} {H}" '
            f'width="{W}" height="{H}" role="img" aria-label="{_e(title)}">',
            f'<text class="title" x="{PX0}" y="18">{_e(title)}</text>']
-    for k in range(5):
-        v = top * k / 4
+    for k in range(round(top / step) + 1):
+        v = k * step
         out.append(f'<line class="grid" x1="{PX0}" y1="{py(v):.1f}" x2="{PX1}" '
                    f'y2="{py(v):.1f}"/><text class="tick" x="{PX0 - 6}" y="{py(v) + 4:.1f}" '
-                   f'text-anchor="end">{_e(data.secs(v))}</text>')
+                   f'text-anchor="end">{_e(axis_label(v, step))}</text>')
     step = max(1, n // 8)
     for i, r in enumerate(rows):
         if i % step == 0 or i == n - 1:
@@ -100,7 +104,8 @@ def _table(rows: list[HistoryRow]) -> str:
                                              "RPO", "RPO objective", "lost writes",
                                              "status", "objectives"))
     body = "".join(
-        f"<tr><td>{_e(r.date)}</td><td>{_e(r.run_id)}</td><td>{_e(r.mode)}</td>"
+        f"<tr><td>{_e(r.date[:16].replace('T', ' '))}</td><td>{_e(r.run_id)}</td>"
+        f"<td>{_e(r.mode)}</td>"
         f'<td class="num">{_e(data.secs(r.rto_s))}</td>'
         f'<td class="num">{_e(data.secs(r.rto_target_s))}</td>'
         f'<td class="num">{_e(data.secs(r.rpo_s))}</td>'

@@ -50,6 +50,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 td.mono, code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px;
   word-break: break-all; }
 tr.failed td, tr.timeout td, tr.aborted td { background: #fdecea; }
+table.checkpoints, table.env { width: auto; min-width: 60%; }
 ul.dev li { margin: 2px 0; } .none { color: var(--ok); }
 footer { color: var(--muted); font-size: 12px; margin-top: 28px; }
 svg.timeline { font: 12px system-ui, "DejaVu Sans", sans-serif; display:block;

@@ -45,8 +45,9 @@ def tick_step(span: float) -> float:
     return float(math.ceil(span / 12 / 3600) * 3600)
 
 
-def axis_label(seconds: float) -> str:
-    if seconds < 60 or seconds % 60:
+def axis_label(seconds: float, step: float) -> str:
+    """Tick text: seconds while ticks are under a minute apart ("90s"), else "5m"/"1h05m"."""
+    if step < 60:
         return f"{_f(seconds)}s"
     minutes = int(seconds // 60)
     return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
@@ -95,6 +96,8 @@ def render_timeline(record: Record, events: Sequence[Event]) -> str:
            f'viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" '
            f'data-x0="{X0}" data-scale="{scale:.6f}" '
            f'aria-label="timeline of steps, service probe and canary writes">']
+    out += [f'<rect class="row-bg" x="0" y="{TOP + i * ROW}" width="{WIDTH}" height="{ROW}"/>'
+            for i in range(1, len(steps), 2)]
     out.append(_axis(tmax, step, x, bottom))
     if t0 is not None and restored is not None and restored > t0:
         v = data.verdict(record)
@@ -131,7 +134,7 @@ def _axis(tmax: float, step: float, x: Callable[[float], float], bottom: float) 
         px = x(t)
         parts.append(f'<line class="grid" x1="{px:.2f}" y1="{TOP - 4}" x2="{px:.2f}" '
                      f'y2="{bottom}"/><text class="tick" x="{px:.2f}" y="{TICK_Y}" '
-                     f'text-anchor="middle">{_e(axis_label(t))}</text>')
+                     f'text-anchor="middle">{_e(axis_label(t, step))}</text>')
         t += step
     return "".join(parts)
 
@@ -165,9 +168,7 @@ def _step_row(s: StepView, y: float, x: Callable[[float], float], scale: float,
     if s.manual:
         note += f" · manual ({s.acknowledged_by})"
     note += "".join(f" · ◆ {name}" for name in checkpoints)
-    stripe = (f'<rect class="row-bg" x="0" y="{y:.1f}" width="{WIDTH}" height="{ROW}"/>'
-              if s.index % 2 == 0 else "")
-    return (f'{stripe}<text class="label" x="{X0 - 10}" y="{y + ROW / 2 + 4:.1f}" '
+    return (f'<text class="label" x="{X0 - 10}" y="{y + ROW / 2 + 4:.1f}" '
             f'text-anchor="end">{_e(s.index)}. {_e(name)}{_e(phase)}</text>'
             f'<rect class="bar {status} {kind}" data-index="{_e(s.index)}" '
             f'data-phase="{_e(s.phase)}" data-start-s="{start}" data-duration-s="{duration}" '

@@ -40,6 +40,14 @@ DEFAULT_RETRY_DELAY_S = 1.0
 _IDEMPOTENT_KINDS = (StepKind.PROBE, StepKind.WAIT_FOR, StepKind.PAUSE)
 
 
+_INTEGER_OPTIONS = ("port", "expect_exit", "expect_status")
+
+
+def _integral(key: str, value: Any) -> Any:
+    """The schema's integers accept ``5432.0``; hand probes a real int."""
+    return int(value) if key in _INTEGER_OPTIONS and isinstance(value, float) else value
+
+
 class _Builder:
     def __init__(self, source: Source) -> None:
         self.source = source
@@ -60,7 +68,8 @@ class _Builder:
         return seconds
 
     def probe(self, spec: dict[str, Any], path: list[PathItem], name: str = "") -> ProbeSpec:
-        options = {k: copy.deepcopy(v) for k, v in spec.items() if k not in ("type", "timeout")}
+        options = {k: _integral(k, copy.deepcopy(v)) for k, v in spec.items()
+                   if k not in ("type", "timeout")}
         return ProbeSpec(
             type=spec["type"], options=MappingProxyType(options), name=name,
             timeout_s=self.duration(spec.get("timeout"), [*path, "timeout"],
@@ -86,7 +95,7 @@ class _Builder:
                                      DEFAULT_STEP_INTERVAL_S),
             timeout_s=(self.duration(raw["timeout"], [*path, "timeout"], 0.0)
                        if "timeout" in raw else None),
-            retries=raw.get("retries", 0),
+            retries=int(raw.get("retries", 0)),
             retry_delay_s=self.duration(raw.get("retry_delay"), [*path, "retry_delay"],
                                         DEFAULT_RETRY_DELAY_S),
             on_failure=OnFailure(raw.get("on_failure", "abort")),

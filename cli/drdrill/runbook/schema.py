@@ -81,7 +81,8 @@ def _explain(error: ValidationError) -> Iterator[Explained]:
     if kind == "additionalProperties" and isinstance(instance, dict):
         yield from _unknown_keys(path, instance, schema)
     elif kind == "required" and isinstance(instance, dict):
-        for key in error.validator_value:
+        required: Any = error.validator_value
+        for key in required:
             if key not in instance:
                 yield path, _missing(path, key), False
     elif kind == "dependentRequired" and isinstance(instance, dict):

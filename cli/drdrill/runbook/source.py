@@ -96,7 +96,12 @@ class _Loader(yaml.SafeLoader):
         return mapping
 
 
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_str)
+def _timestamp_as_text(loader: _Loader, node: Node) -> Any:
+    """``2024-01-31`` stays the string it looks like (as in YAML 1.2 and in editors)."""
+    return loader.construct_yaml_str(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 
 @dataclass
@@ -120,9 +125,9 @@ class Source:
                 for k, v in node.value:  # last one wins, as in the constructed data
                     if isinstance(k, ScalarNode) and k.value == item:
                         key_node, found = k, v
-            elif isinstance(node, SequenceNode) and isinstance(item, int):
-                if 0 <= item < len(node.value):
-                    found, key_node = node.value[item], None
+            elif (isinstance(node, SequenceNode) and isinstance(item, int)
+                  and 0 <= item < len(node.value)):
+                found, key_node = node.value[item], None
             if found is None:
                 key_node = None
                 break

@@ -1,0 +1,177 @@
+"""``resume``: continue a run whose orchestrator died, from its journal alone.
+
+Completed steps are not run again. The step that was in flight is run again only when it
+is idempotent; otherwise the operator says whether it took effect (``--assume done|redo``).
+Recorded checkpoints and T0 keep their original instants: the run clock is re-anchored on
+the run's wall-clock origin, and the time drdrill was dead is journaled as a gap (no probe
+results exist for it, so it can never count as uptime).
+"""
+
+from __future__ import annotations
+
+import getpass
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from drdrill.engine.context import AutoAnswer, Interaction
+from drdrill.engine.lock import environment_lock
+from drdrill.engine.loop import DrillState
+from drdrill.engine.runner import (
+    ContextInputs,
+    RunResult,
+    default_executor,
+    drive,
+    open_context,
+    secret_split,
+)
+from drdrill.errors import BadInput
+from drdrill.events import Clock, Event, EventHandler
+from drdrill.executors.base import Executor
+from drdrill.executors.inventory import Inventory, load_inventory
+from drdrill.journal.store import JOURNAL_NAME, read_events
+from drdrill.runbook.loader import load_runbook
+from drdrill.runbook.model import Runbook, Step
+
+
+@dataclass(frozen=True)
+class InFlight:
+    step: Step
+    attempt: int
+
+
+def _wall_ts(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _inputs(run_dir: Path, meta: dict[str, object]) -> tuple[Runbook, Inventory]:
+    """The runbook and playbooks exactly as run (snapshot); the inventory from its original
+    path when unchanged (it may use paths relative to itself), else the snapshot."""
+    inputs = meta.get("inputs") or {}
+    assert isinstance(inputs, dict)
+    inv_meta = meta.get("inventory") or {}
+    assert isinstance(inv_meta, dict)
+    original = Path(str(inv_meta.get("path", "")))
+    inventory = None
+    if original.is_file():
+        candidate = load_inventory(original)
+        if candidate.sha256 == inv_meta.get("sha256"):
+            inventory = candidate
+    if inventory is None:
+        inventory = load_inventory(run_dir / str(inputs.get("inventory")))
+    runbook = load_runbook(run_dir / str(inputs.get("runbook")), inventory,
+                           playbook_dir=run_dir / "runbook" / "playbooks")
+    return runbook, inventory
+
+
+def rebuild_state(events: Sequence[Event], runbook: Runbook, mode: str
+                  ) -> tuple[DrillState, InFlight | None]:
+    state = DrillState(resumed=True)
+    started: dict[tuple[str, int], int] = {}
+    for event in events:
+        data = event.data
+        key = (str(data.get("phase", "main")), int(data.get("index", 0)))
+        if event.type == "step_started":
+            started[key] = int(data.get("attempt", 1))
+        elif event.type == "step_finished":
+            started.pop(key, None)
+            target = state.done if key[0] == "main" else state.rollback_done
+            target.add(key[1])
+            if key[0] == "main" and data.get("status") not in ("ok", "aborted"):
+                state.failed.append(str(data.get("name")))
+        elif event.type == "t0":
+            state.t0_seen = True
+        elif event.type == "recovery_started":
+            state.recovery_marked = True
+        elif event.type == "canary_write":
+            # skip one number: a write in flight at the crash may exist in the store
+            state.next_canary_seq = max(state.next_canary_seq, int(data["seq"]) + 2)
+        elif event.type == "rollback_started":
+            state.rollback_announced = True
+            state.aborted_reason = str(data.get("reason"))
+    in_flight = None
+    for (phase, index), attempt in started.items():
+        steps = runbook.steps_for(mode) if phase == "main" else runbook.rollback
+        step = next((s for s in steps if s.index == index), None)
+        if step is not None and phase == "main":
+            in_flight = InFlight(step, attempt)
+    return state, in_flight
+
+
+def resume_drill(run_dir: Path, assume: str | None = None,
+                 handlers: Sequence[EventHandler] = (), interaction: Interaction | None = None,
+                 executor: Executor | None = None, cancel: threading.Event | None = None,
+                 hard_stop: threading.Event | None = None, yes: bool = False) -> RunResult:
+    journal_path = run_dir / JOURNAL_NAME
+    if not journal_path.is_file():
+        raise BadInput(f"{run_dir}: no journal.jsonl: not a run directory")
+    events = read_events(journal_path)
+    if not events or events[0].type != "run_started":
+        raise BadInput(f"{journal_path}: does not start with run_started; cannot resume")
+    finished = next((e for e in events if e.type == "run_finished"), None)
+    if finished is not None:
+        raise BadInput(f"run {run_dir.name} already finished ({finished.data.get('status')}); "
+                       "a finished run cannot be resumed", hint="start a new run")
+    meta = dict(events[0].data)
+    mode = str(meta.get("mode", "drill"))
+    runbook, inventory = _inputs(run_dir, meta)
+    state, in_flight = rebuild_state(events, runbook, mode)
+    operator = str(meta.get("operator") or getpass.getuser())
+    decision = _decide(in_flight, assume, interaction)
+    if interaction is None:
+        if not yes and any(s.kind.value == "manual" or s.gate for s in runbook.steps
+                           if s.index not in state.done):
+            raise BadInput("manual steps or gates remain and no one can answer them",
+                           hint="resume in a terminal, or pass --yes")
+        interaction = AutoAnswer(operator)
+    extra = dict(meta.get("extra_vars") or {})
+    extra_vars, secret_vars = secret_split(runbook, {**runbook.vars, **extra})
+    wall_origin = _wall_ts(events[0].wall) - events[0].mono
+    clock = Clock(mono_origin=time.monotonic() - (time.time() - wall_origin),
+                  wall_origin=wall_origin)
+    with environment_lock(runbook, inventory, run_dir.name, operator):
+        ctx, journal = open_context(
+            ContextInputs(runbook, inventory, mode, run_dir, operator, interaction,
+                          executor or default_executor(), extra_vars, secret_vars),
+            clock, handlers, cancel, hard_stop)
+        ctx.events.extend(events)
+        ctx.emit("resumed", {"gap_start_mono": events[-1].mono, "gap_end_mono": clock.now(),
+                             "in_flight": in_flight.step.name if in_flight else None,
+                             "decision": decision, "by": operator})
+        if in_flight is not None and decision == "done":
+            _assume_done(ctx, in_flight, state)
+        return drive(ctx, journal, state)
+
+
+def _decide(in_flight: InFlight | None, assume: str | None,
+            interaction: Interaction | None) -> str | None:
+    if in_flight is None:
+        return None
+    if in_flight.step.idempotent:
+        return "redo"
+    if assume in ("done", "redo"):
+        return assume
+    if interaction is not None and hasattr(interaction, "ask_took_effect"):
+        return "done" if interaction.ask_took_effect(in_flight.step) else "redo"
+    raise BadInput(f"step {in_flight.step.name!r} was running when drdrill died and is not "
+                   "idempotent: did it take effect?",
+                   hint="pass --assume done (it took effect) or --assume redo (run it again)")
+
+
+def _assume_done(ctx: object, in_flight: InFlight, state: DrillState) -> None:
+    from drdrill.engine.context import RunContext
+
+    assert isinstance(ctx, RunContext)
+    step = in_flight.step
+    ctx.emit("step_finished", {"index": step.index, "name": step.name, "kind": step.kind.value,
+                               "phase": "main", "status": "ok", "attempt": in_flight.attempt,
+                               "error": None, "assumed": "done (operator, on resume)"})
+    state.done.add(step.index)
+    if step.checkpoint:
+        ctx.emit("checkpoint", {"name": step.checkpoint, "step": step.name, "assumed": True})
+    if step.disaster and ctx.mode == "drill":
+        ctx.emit("t0", {"source": "disaster_step", "step": step.name, "assumed": True})
+        state.t0_seen = True
