@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 
-
 @pytest.fixture()
 def local_inventory(tmp_path: Path) -> Path:
     """Two local hosts in groups primary/standby, using this interpreter."""

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-
 pytestmark = pytest.mark.integration
 DRILLS = Path(__file__).resolve().parent.parent / "fixtures" / "drills"
 DRDRILL = str(Path(sys.executable).parent / "drdrill")
@@ -27,7 +26,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 ])
 def test_run_exit_status_and_json(name: str, code: int, status: str, local_inventory: Path,
                                   tmp_path: Path) -> None:
-    done = _cli("run", str((DRILLS / f"{name}.yml")), "-i", str(local_inventory), "--yes", "--json",
+    done = _cli("run", str(DRILLS / f"{name}.yml"), "-i", str(local_inventory), "--yes", "--json",
                 "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
     assert done.returncode == code, done.stderr
     record = json.loads(done.stdout)  # --json: the record and nothing else on stdout
@@ -48,7 +47,7 @@ def test_bad_input_exits_2_and_runs_nothing(local_inventory: Path, tmp_path: Pat
 
 
 def test_missing_inventory_exits_2(tmp_path: Path) -> None:
-    done = _cli("run", str((DRILLS / "flag-failover.yml")), "-i", str(tmp_path / "nope.yml"), "--yes",
+    done = _cli("run", str(DRILLS / "flag-failover.yml"), "-i", str(tmp_path / "nope.yml"), "--yes",
                 cwd=tmp_path)
     assert done.returncode == 2
     assert "nope.yml: inventory not found" in done.stderr

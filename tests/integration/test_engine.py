@@ -16,7 +16,6 @@ from drdrill.journal.record import build_record
 from drdrill.journal.store import read_events
 from drdrill.journal.verify import verify_run
 
-
 pytestmark = pytest.mark.integration
 DRILLS = Path(__file__).resolve().parent.parent / "fixtures" / "drills"
 

@@ -178,11 +178,11 @@ def test_report_renders_in_chromium_without_network(tmp_path: Path,
     kept = ARTIFACTS / "report-screenshot.png"
     shutil.copyfile(png, kept)
     (ARTIFACTS / "report-screenshot.html").write_text(html_text, encoding="utf-8")
-    with capsys.disabled():
-        print(f"\nreport screenshot: {kept} (from {png}); proxied requests: "
-              f"{proxy.requests or 'none'}")
-
     page_requests = [r for r in proxy.requests if not _browser_own(r)]
+    own = sorted({r.split()[1].split("?")[0] for r in proxy.requests if _browser_own(r)})
+    with capsys.disabled():
+        print(f"\nreport screenshot: {kept} (from {png}); page requests: "
+              f"{len(page_requests)}; browser's own requests ignored: {own or 'none'}")
     assert page_requests == [], f"the page made network requests: {page_requests}"
     fetched = [line for line in result.stderr.splitlines()
                if ("http://" in line or "https://" in line) and "url_request" in line.lower()]

@@ -15,7 +15,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 def runs_dir_option(fn: F) -> F:
     return click.option(
         "--runs-dir", type=click.Path(file_okay=False, path_type=Path),
-        default=lambda: os.environ.get("DRDRILL_RUNS_DIR", "runs"), show_default="$DRDRILL_RUNS_DIR or ./runs",
+        default=lambda: os.environ.get("DRDRILL_RUNS_DIR", "runs"),
+        show_default="$DRDRILL_RUNS_DIR or ./runs",
         help="Where run directories live.")(fn)
 
 

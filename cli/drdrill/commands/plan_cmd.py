@@ -45,7 +45,8 @@ def command(runbook: Path, inventory: Path, mode: str) -> int:
                       timeout, ", ".join(notes))
     console.print(table)
     if plan.rto_path_budget_s is not None:
-        console.print(f"RTO path budget (sum of timeouts): {format_duration(plan.rto_path_budget_s)}")
+        budget = format_duration(plan.rto_path_budget_s)
+        console.print(f"RTO path budget (sum of timeouts): {budget}")
     for warning in plan.warnings:
         console.print(Text(f"warning: {warning}", style="yellow"))
     return 0

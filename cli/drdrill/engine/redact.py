@@ -21,7 +21,10 @@ def _scrub(value: Any, secrets: Sequence[str]) -> Any:
     return value
 
 
-def make_redactor(secrets: Sequence[str]) -> Callable[[Mapping[str, Any]], Mapping[str, Any]] | None:
+Redactor = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
+def make_redactor(secrets: Sequence[str]) -> Redactor | None:
     """A function masking every secret value inside event data, or None if there are none."""
     values = sorted({s for s in secrets if s}, key=len, reverse=True)
     if not values:

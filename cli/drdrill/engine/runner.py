@@ -19,9 +19,9 @@ from typing import Any
 from drdrill import __version__
 from drdrill.engine.context import AutoAnswer, Interaction, RunContext
 from drdrill.engine.lock import environment_lock
+from drdrill.engine.loop import DrillState, declare_t0, execute
 from drdrill.engine.safety import check_can_run
 from drdrill.engine.snapshot import snapshot_inputs
-from drdrill.engine.loop import DrillState, declare_t0, execute
 from drdrill.errors import EXIT_ABORTED, EXIT_MISSED, EXIT_OK, BadInput
 from drdrill.events import Clock, Event, EventBus, EventHandler
 from drdrill.executors.base import Executor

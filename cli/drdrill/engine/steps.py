@@ -13,7 +13,7 @@ from typing import Any
 from drdrill.engine.context import RunContext
 from drdrill.executors.base import StepOutcome, StepRequest
 from drdrill.probes.base import make_probe
-from drdrill.runbook.model import StepKind, Step
+from drdrill.runbook.model import Step, StepKind
 
 DEFAULT_WAIT_TIMEOUT_S = 300.0
 

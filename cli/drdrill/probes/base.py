@@ -105,7 +105,8 @@ def make_probe(spec: ProbeSpec, context: ProbeContext = NO_CONTEXT) -> Probe:
     except KeyError:
         from drdrill.errors import BadInput
 
-        raise BadInput(f"unknown probe type {spec.type!r}; known: {', '.join(probe_types())}")
+        raise BadInput(
+            f"unknown probe type {spec.type!r}; known: {', '.join(probe_types())}") from None
     return factory(spec, context)
 
 
@@ -118,5 +119,6 @@ def make_canary(spec: CanarySpec, context: ProbeContext = NO_CONTEXT) -> Canary:
     except KeyError:
         from drdrill.errors import BadInput
 
-        raise BadInput(f"unknown canary type {spec.type!r}; known: {', '.join(canary_types())}")
+        raise BadInput(
+            f"unknown canary type {spec.type!r}; known: {', '.join(canary_types())}") from None
     return factory(spec, context)

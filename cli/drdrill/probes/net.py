@@ -44,7 +44,8 @@ class HttpProbe:
         except (urllib.error.URLError, OSError) as exc:
             return ProbeResult(False, f"{self.url}: {exc}")
         ok = status == self.expect_status
-        return ProbeResult(ok, f"HTTP {status}" + ("" if ok else f" (expected {self.expect_status})"))
+        detail = f"HTTP {status}" + ("" if ok else f" (expected {self.expect_status})")
+        return ProbeResult(ok, detail)
 
     def close(self) -> None:
         return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
-class StepKind(str, Enum):
+class StepKind(StrEnum):
     """What a step does; exactly one of the runbook keys of the same name is set."""
 
     PLAYBOOK = "playbook"
@@ -26,12 +26,12 @@ class StepKind(str, Enum):
     PAUSE = "pause"
 
 
-class OnFailure(str, Enum):
+class OnFailure(StrEnum):
     ABORT = "abort"
     CONTINUE = "continue"
 
 
-class RollbackPolicy(str, Enum):
+class RollbackPolicy(StrEnum):
     ON_ABORT = "on-abort"
     ALWAYS = "always"
     NEVER = "never"

@@ -22,9 +22,8 @@ _TESTS = Path(__file__).resolve().parents[2]
 if str(_TESTS) not in sys.path:  # `harness` lives in tests/ (pytest pythonpath = ["tests"])
     sys.path.insert(0, str(_TESTS))
 
-from harness.netns import NetnsHarness, missing_requirements  # noqa: E402
-
 from drdrill.executors.ssh import SshPool  # noqa: E402
+from harness.netns import NetnsHarness, missing_requirements  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

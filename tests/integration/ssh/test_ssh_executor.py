@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-from harness.netns import NetnsHarness
 
 from drdrill.executors.inventory import load_inventory
 from drdrill.executors.ssh import (
@@ -20,6 +19,7 @@ from drdrill.executors.ssh import (
     run_command,
     target_from_vars,
 )
+from harness.netns import NetnsHarness
 
 
 def _target(h: NetnsHarness, host: str, timeout: float = 2.0) -> SshTarget:

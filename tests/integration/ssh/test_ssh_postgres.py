@@ -7,6 +7,7 @@ import time
 
 import psycopg
 import pytest
+
 from harness.netns import NetnsHarness
 from harness.pg import PgPair, missing_postgres
 

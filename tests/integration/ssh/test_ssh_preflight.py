@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness.netns import NetnsHarness
 
 from drdrill.engine.preflight import (
     PreflightReport,
@@ -19,6 +18,7 @@ from drdrill.engine.preflight import (
 from drdrill.executors.inventory import load_inventory
 from drdrill.executors.ssh import SshPool
 from drdrill.runbook.model import Objectives, ProbeSpec, Runbook, Step, StepKind
+from harness.netns import NetnsHarness
 
 DRIFT = {"drift": [{"name": "pg settings", "command": "cat {{ conf_dir }}/pg.conf",
                     "between": ["primary", "standby"], "on_diff": "fail"},

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness.netns import NetnsHarness
 
 from drdrill.errors import BadInput
 from drdrill.executors.inventory import load_inventory
 from drdrill.executors.ssh import SshPool
 from drdrill.probes.base import ProbeContext, make_probe
 from drdrill.runbook.model import ProbeSpec
+from harness.netns import NetnsHarness
 
 
 def _probe(h: NetnsHarness, pool: SshPool, timeout: float = 3, **options: Any) -> Any:
