@@ -2,7 +2,8 @@
 across the veths. PostgreSQL refuses root: every server command runs as the ``postgres``
 OS user inside the host's namespace (``ip netns exec NS runuser -u postgres -- ...``),
 and ``pg_ctl`` always gets ``-l LOG`` (without it, it never returns when started remotely).
-Each server listens on its namespace address only, with its socket in its own directory. Authentication is ``trust`` from the harness's test subnet only.
+Each server listens on its namespace address only, with its socket in its own directory.
+Authentication is ``trust`` from the harness's test subnet only.
 """
 
 from __future__ import annotations

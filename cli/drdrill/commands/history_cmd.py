@@ -31,7 +31,10 @@ def command(runbook: str | None, runs_dir: Path, fmt: str, output: str | None) -
     rows = collect_history(runs_dir, runbook)
     if fmt == "table":
         if not output or output == "-":
-            _table(Console(), rows, runs_dir, runbook)
+            console = Console()
+            if not console.is_terminal:  # piped: no wrapping at 80 columns
+                console = Console(width=200)
+            _table(console, rows, runs_dir, runbook)
             return EXIT_OK
         try:
             with open(output, "w", encoding="utf-8") as fh:
@@ -63,21 +66,31 @@ def _table(console: Console, rows: list[HistoryRow], runs_dir: Path,
         which = f" of runbook {runbook}" if runbook else ""
         console.print(f"no runs{which} with a readable record.json under {runs_dir}")
         return
-    table = Table(title=f"drdrill history ({runs_dir})", title_justify="left")
-    for name in ("date", "run", "runbook", "mode", "RTO", "RTO obj", "RPO", "RPO obj",
-                 "lost", "met", "status"):
+    table = Table(title=f"drdrill history ({escape(str(runs_dir))})", title_justify="left")
+    for name in ("date (UTC)", "run", "runbook", "mode", "RTO / objective",
+                 "RPO / objective", "lost", "met", "status"):
         table.add_column(name, justify="right" if name.startswith(("RTO", "RPO", "lost"))
-                         else "left", overflow="fold")
+                         else "left", no_wrap=name in ("date (UTC)", "run"))
     for r in rows:
         met = data.NA if r.met is None else ("[green]met[/]" if r.met else "[red]missed[/]")
         when = r.date[:16].replace("T", " ")
         table.add_row(*(escape(c) for c in (when, r.run_id, r.runbook, r.mode)),
-                      data.secs(r.rto_s), data.secs(r.rto_target_s), data.secs(r.rpo_s),
-                      data.secs(r.rpo_target_s), data.text(r.lost_writes), met,
-                      escape(r.status))
+                      f"{_short(r.rto_s)} / {_short(r.rto_target_s)}",
+                      f"{_short(r.rpo_s)} / {_short(r.rpo_target_s)}",
+                      data.text(r.lost_writes), met, escape(r.status))
     console.print(table)
     for t in trend(rows).values():
         console.print(_trend_line(t))
+
+
+def _short(seconds: float | None) -> str:
+    """Compact duration for the table: 17.5s, 1m20s, 2h05m."""
+    if seconds is None:
+        return data.NA
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def _trend_line(t: Trend) -> str:

@@ -42,7 +42,8 @@ class ViewState:
     service_ok: bool | None = None
     acked: int = 0
     unacked: int = 0
-    restored: bool = False
+    restored_after: float | None = None  # seconds from T0 to the first pass after it
+    recovering: bool = False
 
 
 class LiveView:
@@ -95,14 +96,17 @@ class LiveView:
             row = s.rows[key]
             row.status = str(d.get("status"))
             row.duration = time.monotonic() - row.started if row.started else 0.0
+        elif event.type == "recovery_started":
+            s.recovering = True
         elif event.type == "checkpoint":
             s.checkpoint = str(d.get("name"))
         elif event.type == "t0":
             s.t0_mono, s.t0_local = event.mono, time.monotonic()
         elif event.type == "probe":
             s.service_ok = bool(d.get("ok"))
-            if s.t0_mono is not None and s.service_ok:
-                s.restored = True
+            if (s.t0_mono is not None and s.recovering and s.service_ok
+                    and s.restored_after is None):
+                s.restored_after = event.mono - s.t0_mono
         elif event.type == "canary_write":
             if d.get("acked"):
                 s.acked += 1
@@ -132,10 +136,12 @@ class LiveView:
                              f"{s.acked}, unacknowledged {s.unacked}")
         if s.t0_local is None or s.rto_s <= 0:
             return Group(info)
-        spent = time.monotonic() - s.t0_local
+        spent = (s.restored_after if s.restored_after is not None
+                 else time.monotonic() - s.t0_local)
         bar = ProgressBar(total=s.rto_s, completed=min(spent, s.rto_s), width=40,
                           complete_style="red" if spent > s.rto_s else "yellow")
-        label = Text(f"RTO budget: {format_duration(spent)} of {format_duration(s.rto_s)} since T0")
+        state = "service restored after" if s.restored_after is not None else "RTO budget:"
+        label = Text(f"{state} {format_duration(spent)} of {format_duration(s.rto_s)} since T0")
         return Group(info, label, bar)
 
 

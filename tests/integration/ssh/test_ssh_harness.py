@@ -15,10 +15,12 @@ from harness.netns import NetnsHarness
 
 def _ip_json(*argv: str) -> list[dict[str, object]]:
     out = subprocess.run(["ip", "-j", *argv], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout or "[]")
+    rows: list[dict[str, object]] = json.loads(out.stdout or "[]")
+    return rows
 
 
-def _tcp(h: NetnsHarness, src: str, address: str, port: int = 22) -> subprocess.CompletedProcess[str]:
+def _tcp(h: NetnsHarness, src: str, address: str,
+         port: int = 22) -> subprocess.CompletedProcess[str]:
     code = ("import socket,sys\n"
             "try:\n"
             f"    socket.create_connection(({address!r}, {port}), timeout=2).close(); print('ok')\n"

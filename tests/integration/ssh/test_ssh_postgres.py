@@ -4,6 +4,7 @@ across the veths."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -38,7 +39,7 @@ def test_standby_streams_across_namespaces(ssh_hosts: NetnsHarness) -> None:
             listen = ssh_hosts.ns_exec(node.host, ["ss", "-Hltn"]).stdout
             assert f"{node.address}:{node.port}" in listen
         pids = ssh_hosts.ns_pids("db1")
-        users = {open(f"/proc/{p}/status").read().split("Uid:")[1].split()[0] for p in pids
-                 if "postgres" in open(f"/proc/{p}/comm").read()}
+        users = {Path(f"/proc/{p}/status").read_text().split("Uid:")[1].split()[0]
+                 for p in pids if "postgres" in Path(f"/proc/{p}/comm").read_text()}
         assert users and "0" not in users
     assert not pg.dir.exists()
