@@ -63,9 +63,20 @@ def load_inventory(path: Path) -> Inventory:
                        hint="check the file is an Ansible inventory (YAML or INI)")
     groups = {name: tuple(h.name for h in group.get_hosts())
               for name, group in manager.groups.items()}
-    host_vars = {h.name: MappingProxyType(_plain(h.get_vars())) for h in manager.get_hosts()}
+    host_vars = {h.name: MappingProxyType(_plain(_effective_vars(h)))
+                 for h in manager.get_hosts()}
     return Inventory(path=path, sha256=hashlib.sha256(raw).hexdigest(), hosts=hosts,
                      groups=MappingProxyType(groups), host_vars=MappingProxyType(host_vars))
+
+
+def _effective_vars(host: Any) -> dict[str, Any]:
+    """Group variables (all: vars, children: X: vars) overlaid by host variables, in
+    Ansible's own precedence order. (group_vars/ directories are not read.)"""
+    from ansible.inventory.helpers import get_group_vars
+    from ansible.utils.vars import combine_vars
+
+    merged: dict[str, Any] = combine_vars(get_group_vars(host.get_groups()), host.get_vars())
+    return merged
 
 
 def _plain(value: Any) -> Any:

@@ -226,7 +226,8 @@ def _wait_healthy(cfg: LabConfig, bin_dir: Path, user: OsUser, notes: tuple[str,
     deadline = time.monotonic() + timeout
     while True:
         status = _status(cfg, bin_dir, user, notes)
-        if status.healthy or time.monotonic() > deadline:
+        settled = all(s.lag_bytes is not None for s in status.standbys)  # first feedback
+        if (status.healthy and settled) or time.monotonic() > deadline:
             return status
         time.sleep(0.2)
 
