@@ -241,7 +241,7 @@ def test_playbooks_failover_failback_restore(lab: LabConfig) -> None:
         conn.execute("drop table drdrill_ledger")  # the operator error
     _play(lab, "pg-restore-pitr.yml", "-e", "restore_target_name=drdrill_test_rp",
           "-e", "restore_port=55325")
-    restored = f"host=127.0.0.1 port=55325 dbname=drdrill user=postgres"
+    restored = "host=127.0.0.1 port=55325 dbname=drdrill user=postgres"
     with psycopg.connect(restored, autocommit=True) as conn:
         ids = {r[0] for r in conn.execute("select id from pitr")}
         archive_mode = conn.execute("show archive_mode").fetchone()

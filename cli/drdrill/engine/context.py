@@ -56,6 +56,7 @@ class RunContext:
     hard_stop: threading.Event = field(default_factory=threading.Event)
     events: list[Event] = field(default_factory=list)
     ssh_pool: Any = None
+    ansible_env: dict[str, str] = field(default_factory=dict)
 
     def emit(self, type_: str, data: Mapping[str, Any]) -> None:
         self.bus.emit(type_, data)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from drdrill.engine.context import AutoAnswer, Interaction
+from drdrill.engine.context import AutoAnswer, Interaction, RunContext
 from drdrill.engine.lock import environment_lock
 from drdrill.engine.loop import DrillState
 from drdrill.engine.runner import (
@@ -27,12 +27,15 @@ from drdrill.engine.runner import (
     drive,
     open_context,
     secret_split,
+    write_outputs,
 )
 from drdrill.errors import BadInput
 from drdrill.events import Clock, Event, EventHandler
 from drdrill.executors.base import Executor
 from drdrill.executors.inventory import Inventory, load_inventory
-from drdrill.journal.store import JOURNAL_NAME, read_events
+from drdrill.executors.proctree import kill_tree, processes_mentioning
+from drdrill.journal.record import RECORD_NAME, journal_last_hash
+from drdrill.journal.store import JOURNAL_NAME, JournalWriter, read_events
 from drdrill.runbook.loader import load_runbook
 from drdrill.runbook.model import Runbook, Step
 
@@ -112,6 +115,10 @@ def resume_drill(run_dir: Path, assume: str | None = None,
     if not events or events[0].type != "run_started":
         raise BadInput(f"{journal_path}: does not start with run_started; cannot resume")
     finished = next((e for e in events if e.type == "run_finished"), None)
+    if finished is not None and not (run_dir / RECORD_NAME).is_file():
+        # drdrill died after journaling the verdict, before writing what derives from it
+        JournalWriter(journal_path).close()  # cuts a torn tail, if any
+        return write_outputs(run_dir, events, journal_last_hash(journal_path))
     if finished is not None:
         raise BadInput(f"run {run_dir.name} already finished ({finished.data.get('status')}); "
                        "a finished run cannot be resumed", hint="start a new run")
@@ -133,6 +140,7 @@ def resume_drill(run_dir: Path, assume: str | None = None,
     clock = Clock(mono_origin=time.monotonic() - (time.time() - wall_origin),
                   wall_origin=wall_origin)
     with environment_lock(runbook, inventory, run_dir.name, operator):
+        orphans = end_orphans(run_dir)
         ctx, journal = open_context(
             ContextInputs(runbook, inventory, mode, run_dir, operator, interaction,
                           executor or default_executor(), extra_vars, secret_vars),
@@ -140,9 +148,11 @@ def resume_drill(run_dir: Path, assume: str | None = None,
         ctx.events.extend(events)
         ctx.emit("resumed", {"gap_start_mono": events[-1].mono, "gap_end_mono": clock.now(),
                              "in_flight": in_flight.step.name if in_flight else None,
-                             "decision": decision, "by": operator})
+                             "decision": decision, "by": operator,
+                             "orphans_ended": orphans})
         if in_flight is not None and decision == "done":
             _assume_done(ctx, in_flight, state)
+        _restore_marks(ctx, state)
         return drive(ctx, journal, state)
 
 
@@ -161,10 +171,7 @@ def _decide(in_flight: InFlight | None, assume: str | None,
                    hint="pass --assume done (it took effect) or --assume redo (run it again)")
 
 
-def _assume_done(ctx: object, in_flight: InFlight, state: DrillState) -> None:
-    from drdrill.engine.context import RunContext
-
-    assert isinstance(ctx, RunContext)
+def _assume_done(ctx: RunContext, in_flight: InFlight, state: DrillState) -> None:
     step = in_flight.step
     ctx.emit("step_finished", {"index": step.index, "name": step.name, "kind": step.kind.value,
                                "phase": "main", "status": "ok", "attempt": in_flight.attempt,
@@ -175,3 +182,42 @@ def _assume_done(ctx: object, in_flight: InFlight, state: DrillState) -> None:
     if step.disaster and ctx.mode == "drill":
         ctx.emit("t0", {"source": "disaster_step", "step": step.name, "assumed": True})
         state.t0_seen = True
+
+
+def end_orphans(run_dir: Path) -> list[int]:
+    """A SIGKILLed drdrill leaves its ansible-playbook running (reparented to init), still
+    acting on the hosts and writing into the step directory. End those trees before the
+    run goes on, so a step is never running twice at once, and remove secret vars files
+    the dead process could not delete. Returns the pids ended."""
+    needle = f"{run_dir.resolve()}/"
+    ended: list[int] = []
+    for pid in processes_mentioning("ansible", needle):
+        if pid not in ended:
+            ended.extend(kill_tree(pid))
+    for leftover in run_dir.glob("*/*/attempt-*/.secret-vars.json"):
+        leftover.unlink(missing_ok=True)
+    return sorted(set(ended))
+
+
+def _restore_marks(ctx: RunContext, state: DrillState) -> None:
+    """A kill between a step's ``step_finished`` line and its ``checkpoint``/``t0`` lines
+    loses those marks (and with T0, the RTO). Stamp them again at the original instant the
+    step finished, flagged ``restored``."""
+    steps = {s.index: s for s in ctx.runbook.steps_for(ctx.mode)}
+    marked = {e.data.get("name") for e in ctx.events if e.type == "checkpoint"}
+    for event in list(ctx.events):
+        data = event.data
+        if (event.type != "step_finished" or data.get("phase", "main") != "main"
+                or data.get("status") != "ok"):
+            continue
+        step = steps.get(int(data.get("index", 0)))
+        if step is None:
+            continue
+        if step.checkpoint and step.checkpoint not in marked:
+            ctx.bus.emit("checkpoint", {"name": step.checkpoint, "step": step.name,
+                                        "restored": True}, at=event.mono)
+            marked.add(step.checkpoint)
+        if step.disaster and ctx.mode == "drill" and not state.t0_seen:
+            ctx.bus.emit("t0", {"source": "disaster_step", "step": step.name,
+                                "restored": True}, at=event.mono)
+            state.t0_seen = True

@@ -19,6 +19,7 @@ from typing import Any
 from drdrill import __version__
 from drdrill.engine.context import AutoAnswer, Interaction, RunContext
 from drdrill.engine.lock import environment_lock
+from drdrill.engine.connections import open_warm_connections
 from drdrill.engine.loop import DrillState, declare_t0, execute
 from drdrill.engine.safety import check_can_run
 from drdrill.engine.snapshot import snapshot_inputs
@@ -180,18 +181,25 @@ def open_context(inputs: ContextInputs, clock: Clock, handlers: Sequence[EventHa
 def drive(ctx: RunContext, journal: JournalWriter, state: DrillState) -> RunResult:
     """Run the loop, then close the journal and derive everything from it."""
     try:
-        status, reason = execute(ctx, state)
+        with open_warm_connections(ctx) as ready:
+            status, reason = execute(ctx, state) if ready is None else ("aborted", ready)
     except Exception as exc:  # recorded, never lost: the journal says what happened
         status, reason = "error", f"{type(exc).__name__}: {exc}"
     ctx.emit("run_finished", {"status": status, "reason": reason})
     journal.close()
-    record = build_record(ctx.events, journal.last_hash)
-    write_artifact_sums(ctx.run_dir)
-    write_record(ctx.run_dir, record)
-    _write_reports(ctx.run_dir)
+    return write_outputs(ctx.run_dir, ctx.events, journal.last_hash)
+
+
+def write_outputs(run_dir: Path, events: Sequence[Event], last_hash: str) -> RunResult:
+    """Everything written after run_finished is derived from the journal: artifact sums,
+    record.json, reports. Also used by resume when drdrill died after run_finished."""
+    record = build_record(events, last_hash)
+    write_artifact_sums(run_dir)
+    write_record(run_dir, record)
+    _write_reports(run_dir)
     exit_code = {"passed": EXIT_OK, "failed": EXIT_MISSED}.get(str(record["status"]),
                                                               EXIT_ABORTED)
-    return RunResult(ctx.run_dir.name, ctx.run_dir, str(record["status"]), exit_code, record)
+    return RunResult(run_dir.name, run_dir, str(record["status"]), exit_code, record)
 
 
 def _redactor(secret_vars: Mapping[str, Any]) -> Any:

@@ -73,7 +73,7 @@ def _playbook(ctx: RunContext, step: Step, attempt: int, cancel: threading.Event
         step=step, playbook=(ctx.runbook.playbook_dir / step.playbook).resolve(),
         hosts=ctx.hosts_for(step), inventory=ctx.inventory, step_dir=step_dir,
         extra_vars=variables, secret_vars=ctx.secret_vars, timeout_s=step.timeout_s,
-        cancel=cancel, emit=ctx.emit)
+        cancel=cancel, emit=ctx.emit, env=ctx.ansible_env)
     return ctx.executor.prepare(request).release()
 
 

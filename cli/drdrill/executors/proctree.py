@@ -72,3 +72,15 @@ def _exists(pid: int) -> bool:
     except OSError:
         return False
     return state[state.rfind(")") + 2] != "Z"
+
+
+def processes_mentioning(*needles: str) -> list[int]:
+    """Live processes (other than this one) whose command line contains every needle."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        line = cmdline(int(entry.name))
+        if line and all(n in line for n in needles) and _exists(int(entry.name)):
+            found.append(int(entry.name))
+    return found

@@ -15,8 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from drdrill.errors import LabError
 from drdrill.lab.binaries import INSTALL_HINT, REQUIRED, find_bin_dir, server_version
 from drdrill.lab.config import (
@@ -227,7 +225,8 @@ def _wait_healthy(cfg: LabConfig, bin_dir: Path, user: OsUser, notes: tuple[str,
     while True:
         status = _status(cfg, bin_dir, user, notes)
         settled = all(s.lag_bytes is not None for s in status.standbys)  # first feedback
-        if (status.healthy and settled) or time.monotonic() > deadline:
+        fenced = any("is fenced" in note for note in status.notes)
+        if (status.healthy and settled) or fenced or time.monotonic() > deadline:
             return status
         time.sleep(0.2)
 
@@ -242,6 +241,9 @@ def _status(cfg: LabConfig, bin_dir: Path | None, user: OsUser,
     states = [_with_lag(s, lags) for s in states]
     extra = [] if any(n.initialized for n in nodes) else [
         f"no lab in {cfg.lab_dir} yet: drdrill lab up"]
+    extra += [f"{n.name} is fenced (drdrill.fenced); make it a standby of the primary: "
+              f"ansible-playbook -i inventory.example.yml playbooks/pg-rewind.yml "
+              f"-e drdrill_hosts={n.name}" for n in nodes if (n.data / "drdrill.fenced").exists()]
     return LabStatus(cfg.lab_dir, tuple(states), bin_dir, user.name, tuple([*notes, *extra]))
 
 
@@ -282,16 +284,3 @@ def lab_down(config: LabConfig, purge: bool = False) -> None:
     if purge and cfg.lab_dir.exists():
         shutil.rmtree(cfg.lab_dir)
 
-
-def wait_writable(dsn: str, timeout: float) -> float:
-    """Seconds until an insert-capable session opens through ``dsn``; LabError on timeout."""
-    start = time.monotonic()
-    while True:
-        try:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute("select 1")
-                return time.monotonic() - start
-        except psycopg.Error as exc:
-            if time.monotonic() - start > timeout:
-                raise LabError(f"no writable node through {dsn}: {exc}") from exc
-            time.sleep(0.05)

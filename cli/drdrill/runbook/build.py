@@ -149,6 +149,7 @@ class _Builder:
             rollback=self.steps(rollback.get("steps") or [], ["rollback", "steps"], probes),
             rollback_policy=RollbackPolicy(rollback.get("policy", "on-abort")),
             playbook_dir=playbook_dir,
+            preflight=MappingProxyType(copy.deepcopy(data.get("preflight") or {})),
         )
 
 

@@ -129,6 +129,7 @@ class Runbook:
     rollback: tuple[Step, ...] = ()
     rollback_policy: RollbackPolicy = RollbackPolicy.ON_ABORT
     playbook_dir: Path = field(default_factory=lambda: Path("playbooks"))
+    preflight: Mapping[str, Any] = field(default_factory=lambda: EMPTY)  # parsed by engine
 
     @property
     def disaster_step(self) -> Step | None:
