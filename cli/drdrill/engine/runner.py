@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from drdrill import __version__
+from drdrill.engine.connections import open_warm_connections
 from drdrill.engine.context import AutoAnswer, Interaction, RunContext
 from drdrill.engine.lock import environment_lock
-from drdrill.engine.connections import open_warm_connections
 from drdrill.engine.loop import DrillState, declare_t0, execute
 from drdrill.engine.safety import check_can_run
 from drdrill.engine.snapshot import snapshot_inputs
