@@ -75,11 +75,12 @@ def after_lines(k: int) -> Trigger:
 
 
 def after_event(type_: str, **match: Any) -> Trigger:
-    """The last complete line is this event (with these data fields)."""
+    """This event (with these data fields) is journaled. The poll sees it within a few ms,
+    so the kill lands right after it, give or take a probe/canary line."""
     def trigger(lines: Lines) -> bool:
-        last = lines[-1]
-        data = last.get("data", {})
-        return last["type"] == type_ and all(data.get(k) == v for k, v in match.items())
+        return any(ln["type"] == type_ and all(ln.get("data", {}).get(k) == v
+                                               for k, v in match.items())
+                   for ln in lines)
     return trigger
 
 

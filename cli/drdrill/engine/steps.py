@@ -68,10 +68,13 @@ def _playbook(ctx: RunContext, step: Step, attempt: int, cancel: threading.Event
     assert step.playbook is not None
     phase_dir = "rollback" if phase == "rollback" else "steps"
     step_dir = ctx.run_dir / phase_dir / f"{step.index}-{step.slug}" / f"attempt-{attempt}"
-    variables = {**ctx.extra_vars, **step.vars, "drdrill_step": step.name}
+    hosts = ctx.hosts_for(step)
+    # playbooks target ``hosts: "{{ drdrill_hosts }}"``: a --limit alone can match nothing
+    variables = {**ctx.extra_vars, **step.vars, "drdrill_step": step.name,
+                 "drdrill_hosts": ",".join(hosts)}
     request = StepRequest(
         step=step, playbook=(ctx.runbook.playbook_dir / step.playbook).resolve(),
-        hosts=ctx.hosts_for(step), inventory=ctx.inventory, step_dir=step_dir,
+        hosts=hosts, inventory=ctx.inventory, step_dir=step_dir,
         extra_vars=variables, secret_vars=ctx.secret_vars, timeout_s=step.timeout_s,
         cancel=cancel, emit=ctx.emit, env=ctx.ansible_env)
     return ctx.executor.prepare(request).release()

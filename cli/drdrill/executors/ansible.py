@@ -132,7 +132,6 @@ class _PreparedPlaybook:
                 private_data_dir=str(request.step_dir),
                 playbook=str(request.playbook),
                 inventory=str(request.inventory.path.resolve()),
-                limit=",".join(request.hosts) or None,
                 cmdline=cmdline_args,
                 envvars=safe_env(request),
                 settings=dict(RUNNER_SETTINGS),

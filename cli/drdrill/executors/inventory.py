@@ -6,6 +6,7 @@ module turns patterns into host names and exposes each host's variables as plain
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,20 +64,51 @@ def load_inventory(path: Path) -> Inventory:
                        hint="check the file is an Ansible inventory (YAML or INI)")
     groups = {name: tuple(h.name for h in group.get_hosts())
               for name, group in manager.groups.items()}
-    host_vars = {h.name: MappingProxyType(_plain(_effective_vars(h)))
-                 for h in manager.get_hosts()}
+    render = _renderer(loader, manager)
+    host_vars = {h.name: MappingProxyType(_plain(render(h))) for h in manager.get_hosts()}
     return Inventory(path=path, sha256=hashlib.sha256(raw).hexdigest(), hosts=hosts,
                      groups=MappingProxyType(groups), host_vars=MappingProxyType(host_vars))
 
 
-def _effective_vars(host: Any) -> dict[str, Any]:
-    """Group variables (all: vars, children: X: vars) overlaid by host variables, in
-    Ansible's own precedence order. (group_vars/ directories are not read.)"""
-    from ansible.inventory.helpers import get_group_vars
-    from ansible.utils.vars import combine_vars
+@functools.cache
+def _init_plugins() -> None:
+    """Ansible's plugin loader may be initialised once per process."""
+    from ansible.plugins.loader import init_plugin_loader
 
-    merged: dict[str, Any] = combine_vars(get_group_vars(host.get_groups()), host.get_vars())
-    return merged
+    init_plugin_loader()
+
+
+def _renderer(loader: Any, manager: Any) -> Any:
+    """Host variables as Ansible sees them (group vars, group_vars/ and host_vars/ dirs,
+    host vars), each templated (lab inventories compute paths with lookups). A variable
+    that cannot be rendered now (e.g. the lab is not up yet) keeps its raw text."""
+    import sys
+
+    from ansible.template import Templar
+    from ansible.vars.manager import VariableManager
+
+    _init_plugins()
+    manager_vars = VariableManager(loader=loader, inventory=manager)
+
+    def render(host: Any) -> dict[str, Any]:
+        raw = dict(manager_vars.get_vars(host=host, include_hostvars=False))
+        raw.setdefault("ansible_playbook_python", sys.executable)
+        templar = Templar(loader=loader, variables=raw)
+        rendered: dict[str, Any] = {}
+        for name, value in raw.items():
+            if name in _SKIP_VARS:
+                continue
+            try:
+                rendered[name] = templar.template(value)
+            except Exception:  # undefined/lookup errors: keep what the file says
+                rendered[name] = value
+        return rendered
+
+    return render
+
+
+_SKIP_VARS = frozenset({"hostvars", "groups", "omit", "vars", "environment",
+                        "ansible_play_hosts", "ansible_play_batch", "play_hosts"})
 
 
 def _plain(value: Any) -> Any:

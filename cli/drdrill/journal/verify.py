@@ -38,7 +38,8 @@ def _check_chain(journal: Path, report: VerifyReport) -> str | None:
         report.problems.append(f"{journal}:{torn_line}: torn last line "
                                "(the run was interrupted mid-write; resume it to repair)")
         return None
-    for number, raw in enumerate(data.splitlines(), start=1):
+    lines = data.splitlines()
+    for number, raw in enumerate(lines, start=1):
         report.lines = number
         try:
             body = json.loads(raw)
@@ -46,9 +47,7 @@ def _check_chain(journal: Path, report: VerifyReport) -> str | None:
             report.problems.append(f"{journal}:{number}: not valid JSON (line altered)")
             return None
         if body.get("prev") != previous:
-            report.problems.append(f"{journal}:{number}: hash chain broken: prev does not "
-                                   "match the line before (a line was altered, removed, "
-                                   "inserted or reordered at or before this line)")
+            report.problems.append(_chain_break(journal, lines, number, body))
             return None
         if body.get("seq") != number - 1:
             report.problems.append(f"{journal}:{number}: seq {body.get('seq')} where "
@@ -56,6 +55,24 @@ def _check_chain(journal: Path, report: VerifyReport) -> str | None:
             return None
         previous = line_hash(raw)
     return previous
+
+
+def _chain_break(journal: Path, lines: list[bytes], number: int, body: dict[str, object]
+                 ) -> str:
+    """Name the line that was tampered with. Line ``number``'s ``prev`` does not match the
+    line before. If this line is otherwise in place (its seq is right and the next line
+    still chains to it), the line before is the one whose bytes were changed."""
+    in_place = body.get("seq") == number - 1 and number < len(lines)
+    if in_place:
+        try:
+            next_prev = json.loads(lines[number]).get("prev")
+        except json.JSONDecodeError:
+            next_prev = None
+        if next_prev == line_hash(lines[number - 1]):
+            return (f"{journal}:{number - 1}: line altered: its SHA-256 no longer matches "
+                    f"the prev recorded on line {number}")
+    return (f"{journal}:{number}: hash chain broken: prev does not match the line before "
+            "(a line was altered, removed, inserted or reordered at this line)")
 
 
 def _check_record(run_dir: Path, last_hash: str, report: VerifyReport) -> None:
@@ -74,7 +91,8 @@ def _check_record(run_dir: Path, last_hash: str, report: VerifyReport) -> None:
                                                  last_hash), sort_keys=True, default=str))
     if written.get("journal_last_hash") != last_hash:
         report.problems.append(f"{record_path}: journal_last_hash does not match the journal's "
-                               "last line (journal truncated or extended after the run)")
+                               f"last line {report.lines} (that line altered, or the journal "
+                               "truncated or extended after the run)")
     for key in sorted(set(derived) | set(written)):
         if derived.get(key) != written.get(key):
             report.problems.append(f"{record_path}: field {key!r} differs from what the "
