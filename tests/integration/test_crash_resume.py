@@ -10,7 +10,6 @@ T0 — is still there byte for byte, with its original instant.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +64,7 @@ POINTS: list[tuple[str, Trigger, str, str | None]] = [
 ]
 KILLED_AT: dict[str, tuple[int, str, int]] = {}  # id -> (lines kept, last type, line bytes)
 RESUME_TIMES: dict[str, tuple[float, float]] = {}  # id -> (to continuing, total)
+FINISHED: list[Path] = []  # run directories the harness resumed to the end
 
 
 def _tear(journal: Path, kept: bytes, how: str | None, trigger: Trigger) -> bytes:
@@ -123,6 +123,9 @@ def test_kill_and_resume(point: str, trigger: Trigger, assume: str, torn: str | 
     kept_lines = kept_lines[:len(kept.splitlines())]
     KILLED_AT[point] = (len(kept_lines), kept_lines[-1]["type"], len(kept))
     finished_before, in_flight = _state_at_kill(kept_lines)
+
+    if in_flight & set(PLAYBOOK_STEPS) and point.endswith("just-started"):
+        _without_assume_exits_2(run_dir, runs, tmp_path, env, in_flight)
 
     began = time.time()
     done = cli("resume", str(run_dir), "--assume", assume, "--runs-dir", str(runs),
@@ -193,6 +196,20 @@ def test_kill_and_resume(point: str, trigger: Trigger, assume: str, torn: str | 
     assert len(seqs) == len(set(seqs))
     assert record["results"]["lost_writes"] == 0
     assert not live_processes(f"{run_dir.resolve()}/")
+    FINISHED.append(run_dir)
+
+
+def _without_assume_exits_2(run_dir: Path, runs: Path, cwd: Path, env: dict[str, str],
+                            in_flight: set[str]) -> None:
+    """No --assume and no terminal: exit 2, saying to pass --assume; nothing executed."""
+    before = (run_dir / "journal.jsonl").read_bytes()
+    done = cli("resume", str(run_dir), "--runs-dir", str(runs), cwd=cwd, env=env)
+    assert done.returncode == 2, done.stderr
+    (step,) = in_flight
+    assert (f"step {step!r} was running when drdrill died and is not idempotent"
+            in done.stderr)
+    assert "--assume done" in done.stderr and "--assume redo" in done.stderr
+    assert (run_dir / "journal.jsonl").read_bytes() == before
 
 
 def _wall(iso: str) -> float:
@@ -216,38 +233,19 @@ def test_kill_points_are_distinct() -> None:
 
 
 def test_resuming_a_finished_run_exits_2(local_inventory: Path, tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
-    env = {"DRDRILL_LOCK_DIR": str(tmp_path / "locks")}
-    ran = cli("run", str(DRILL), "-i", str(local_inventory), "--yes", "--runs-dir", str(runs),
-              cwd=tmp_path, env=env)
-    assert ran.returncode == 0, ran.stderr
-    run_dir = next(runs.iterdir())
+    if FINISHED:  # a run the harness already completed
+        run_dir, runs = FINISHED[-1], FINISHED[-1].parent
+    else:
+        runs = tmp_path / "runs"
+        ran = cli("run", str(DRILL), "-i", str(local_inventory), "--yes", "--runs-dir",
+                  str(runs), cwd=tmp_path, env={"DRDRILL_LOCK_DIR": str(tmp_path / "locks")})
+        assert ran.returncode == 0, ran.stderr
+        run_dir = next(runs.iterdir())
+    status = json.loads((run_dir / "record.json").read_text())["status"]
     before = (run_dir / "journal.jsonl").read_bytes()
     done = cli("resume", run_dir.name, "--assume", "done", "--runs-dir", str(runs),
-               cwd=tmp_path, env=env)
+               cwd=tmp_path, env={"DRDRILL_LOCK_DIR": str(tmp_path / "locks")})
     assert done.returncode == 2
-    assert "already finished (passed)" in done.stderr
+    assert f"already finished ({status})" in done.stderr
     assert "a finished run cannot be resumed" in done.stderr
     assert (run_dir / "journal.jsonl").read_bytes() == before
-
-
-def test_in_flight_playbook_without_assume_exits_2(local_inventory: Path,
-                                                   tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
-    env = {"DRDRILL_LOCK_DIR": str(tmp_path / "locks")}
-    proc = start("run", str(DRILL), "-i", str(local_inventory), "--yes", "--runs-dir",
-                 str(runs), cwd=tmp_path, env=env)
-    run_dir, _ = signal_when(proc, runs, after_event("step_started", name="inject"))
-    proc.communicate(timeout=30)
-    before = (run_dir / "journal.jsonl").read_bytes()
-    done = cli("resume", str(run_dir), "--runs-dir", str(runs), cwd=tmp_path, env=env)
-    assert done.returncode == 2, done.stderr
-    assert "step 'inject' was running when drdrill died and is not idempotent" in done.stderr
-    assert "--assume done" in done.stderr and "--assume redo" in done.stderr
-    assert (run_dir / "journal.jsonl").read_bytes() == before  # nothing executed
-    # the orphaned playbook of the dead run is ended by the resume that goes on
-    finished = cli("resume", str(run_dir), "--assume", "redo", "--runs-dir", str(runs),
-                   cwd=tmp_path, env=env)
-    assert finished.returncode == 0, finished.stderr
-    assert not live_processes(f"{run_dir.resolve()}/")
-    assert os.path.exists(run_dir / "record.json")

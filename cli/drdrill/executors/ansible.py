@@ -27,6 +27,7 @@ from typing import Any
 
 import ansible_runner
 
+from drdrill.engine.redact import MASK
 from drdrill.executors.base import StepOutcome, StepRequest
 from drdrill.executors.proctree import cmdline, descendants, kill_tree
 
@@ -75,6 +76,9 @@ class _Attempt:
         return False
 
     def event_handler(self, event: dict[str, Any]) -> bool:
+        # ansible-runner writes this very dict to job_events/ after we return: mask secret
+        # values in place first (a task without no_log may echo them)
+        _mask_in_place(event, secret_values(self.request.secret_vars))
         name = event.get("event", "")
         data = event.get("event_data", {})
         if name == "playbook_on_task_start" or name in _RESULT_EVENTS:
@@ -143,7 +147,7 @@ class _PreparedPlaybook:
             )
         finally:
             self.secret_file.unlink(missing_ok=True)
-            _scrub_artifacts(request.step_dir)
+            _scrub_artifacts(request.step_dir, secret_values(request.secret_vars))
         if attempt.timed_out:
             return StepOutcome("timeout", f"timed out after {request.timeout_s:g}s", runner.rc)
         if attempt.cancelled:
@@ -153,8 +157,30 @@ class _PreparedPlaybook:
         return StepOutcome("failed", f"playbook {runner.status} (rc={runner.rc})", runner.rc)
 
 
-def _scrub_artifacts(step_dir: Path) -> None:
-    """ansible-runner stores the full environment in artifacts/*/command: drop it."""
+def secret_values(secret_vars: Mapping[str, Any]) -> list[str]:
+    """The strings to mask, longest first (so a secret containing another is masked whole)."""
+    return sorted({str(v) for v in secret_vars.values() if str(v)}, key=len, reverse=True)
+
+
+def _mask_in_place(value: Any, secrets: list[str]) -> Any:
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, dict):
+        for key in list(value):
+            value[key] = _mask_in_place(value[key], secrets)
+    elif isinstance(value, list):
+        value[:] = [_mask_in_place(v, secrets) for v in value]
+    return value
+
+
+def _scrub_artifacts(step_dir: Path, secrets: list[str] | None = None) -> None:
+    """ansible-runner stores the full environment in artifacts/*/command: drop it. And mask
+    secret values (as written, and as JSON-escaped) in every artifact file: ansible's stdout
+    of a task without no_log carries them."""
     for command_file in step_dir.glob("artifacts/*/command"):
         try:
             data = json.loads(command_file.read_text())
@@ -162,6 +188,19 @@ def _scrub_artifacts(step_dir: Path) -> None:
             command_file.write_text(json.dumps(data))
         except (OSError, ValueError):
             command_file.unlink(missing_ok=True)
+    forms = {f.encode() for s in secrets or [] for f in (s, json.dumps(s)[1:-1]) if f}
+    if not forms:
+        return
+    ordered = sorted(forms, key=len, reverse=True)
+    for path in step_dir.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        data = path.read_bytes()
+        masked = data
+        for form in ordered:
+            masked = masked.replace(form, MASK.encode())
+        if masked != data:
+            path.write_bytes(masked)
 
 
 class AnsibleExecutor:
