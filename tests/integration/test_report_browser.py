@@ -9,16 +9,13 @@ The screenshot is kept under ``artifacts/`` in the repository root and its path 
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import zlib
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -32,16 +29,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
-
-
-def load_fixture_module() -> ModuleType:
-    path = Path(__file__).parents[1] / "fixtures" / "make_fixture_run.py"
-    spec = importlib.util.spec_from_file_location("make_fixture_run", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_fixture_run", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 class RecordingProxy:
@@ -159,7 +146,7 @@ def pixels(rows: list[bytes], bpp: int) -> set[tuple[int, int, int]]:
 
 def test_report_renders_in_chromium_without_network(tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    fx = load_fixture_module()
+    import fixtures.make_fixture_run as fx
     record, events = load_run(fx.make_run(tmp_path / "runs"))
     html_text = render_html(record, events)
     lowered = html_text.lower()

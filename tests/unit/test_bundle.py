@@ -4,32 +4,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import io
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from click.testing import CliRunner
 
+import fixtures.make_fixture_run as fx
 from drdrill.report.bundle import NOTES, SUMS, build_bundle, verify_bundle
 
-
-def load_fixture_module() -> ModuleType:
-    path = Path(__file__).parents[1] / "fixtures" / "make_fixture_run.py"
-    spec = importlib.util.spec_from_file_location("make_fixture_run", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_fixture_run", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-fx = load_fixture_module()
 RUN_ID = "20260314T090000Z-postgres-failover"
 
 

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from click.testing import CliRunner
 
+import fixtures.make_fixture_run as fx
 from drdrill.report.history import (
     CSV_COLUMNS,
     HistoryRow,
@@ -25,19 +23,6 @@ from drdrill.report.history import (
     trend,
 )
 from drdrill.report.history_html import render_history_html
-
-
-def load_fixture_module() -> ModuleType:
-    path = Path(__file__).parents[1] / "fixtures" / "make_fixture_run.py"
-    spec = importlib.util.spec_from_file_location("make_fixture_run", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_fixture_run", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-fx = load_fixture_module()
 
 # (run id, runbook, quarter start, service restored at → RTO = restored - 12, lost writes)
 RUNS = [

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+import fixtures.make_fixture_run as fixture_module
 from drdrill.report import load_run, render, write_reports
 from drdrill.report.html import render_html
 from drdrill.report.junit import render_junit
 from drdrill.report.markdown import SECTIONS, render_markdown
-
-
-def load_fixture_module() -> ModuleType:
-    path = Path(__file__).parents[1] / "fixtures" / "make_fixture_run.py"
-    spec = importlib.util.spec_from_file_location("make_fixture_run", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_fixture_run", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-fixture_module = load_fixture_module()
 
 
 @pytest.fixture()

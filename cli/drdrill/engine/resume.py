@@ -19,6 +19,7 @@ from pathlib import Path
 
 from drdrill.engine.context import AutoAnswer, Interaction, RunContext
 from drdrill.engine.lock import environment_lock
+from drdrill.engine.safety import check_auto_answer
 from drdrill.engine.loop import DrillState
 from drdrill.engine.runner import (
     ContextInputs,
@@ -129,6 +130,7 @@ def resume_drill(run_dir: Path, assume: str | None = None,
     operator = str(meta.get("operator") or getpass.getuser())
     decision = _decide(in_flight, assume, interaction)
     if interaction is None:
+        check_auto_answer(runbook, inventory)
         if not yes and any(s.kind.value == "manual" or s.gate for s in runbook.steps
                            if s.index not in state.done):
             raise BadInput("manual steps or gates remain and no one can answer them",

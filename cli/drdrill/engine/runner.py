@@ -21,7 +21,7 @@ from drdrill.engine.connections import open_warm_connections
 from drdrill.engine.context import AutoAnswer, Interaction, RunContext
 from drdrill.engine.lock import environment_lock
 from drdrill.engine.loop import DrillState, declare_t0, execute
-from drdrill.engine.safety import check_can_run
+from drdrill.engine.safety import check_auto_answer, check_can_run
 from drdrill.engine.snapshot import snapshot_inputs
 from drdrill.errors import EXIT_ABORTED, EXIT_MISSED, EXIT_OK, BadInput
 from drdrill.events import Clock, Event, EventBus, EventHandler
@@ -115,6 +115,7 @@ def run_drill(options: RunOptions, handlers: Sequence[EventHandler] = (),
     needs_person = any(s.kind is StepKind.MANUAL or s.gate for s in runbook.steps)
     check_can_run(runbook, inventory, options.confirm, options.yes)
     if interaction is None:
+        check_auto_answer(runbook, inventory)
         if needs_person and not options.yes:
             raise BadInput("this runbook has manual steps or gates and no one to answer them",
                            hint="run it in a terminal, or pass --yes (never in production)")
