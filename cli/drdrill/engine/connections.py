@@ -45,6 +45,12 @@ def _end_control_masters(control_dir: Path) -> None:
     shutil.rmtree(control_dir, ignore_errors=True)
 
 
+def _warm_ansible(ctx: RunContext, hosts: list[str]) -> float | None:
+    from drdrill.executors.ansible import warm_up
+
+    return warm_up(ctx.inventory, hosts, ctx.ansible_env, ctx.run_dir / "steps" / "0-warm-up")
+
+
 @contextmanager
 def open_warm_connections(ctx: RunContext) -> Iterator[str | None]:
     """Run preflight (journaled) and keep its connections for the run. Yields None when the
@@ -55,13 +61,16 @@ def open_warm_connections(ctx: RunContext) -> Iterator[str | None]:
     ctx.ansible_env = ansible_ssh_env(control_dir)
     pool = SshPool(accept_new_host_keys=False)
     try:
-        if runbook_hosts(ctx.runbook, ctx.inventory):
+        hosts = runbook_hosts(ctx.runbook, ctx.inventory)
+        if hosts:
             report = run_preflight(ctx.runbook, ctx.inventory, pool, ctx.emit)
-            ctx.emit("connections", {"first_connect_s": dict(pool.connect_times)})
             if not report.ok:
                 failed = "; ".join(f"{r.host} {r.check}: {r.detail}" for r in report.failures)
                 yield f"preflight failed: {failed}"
                 return
+            ctx.emit("connections", {
+                "first_connect_s": dict(pool.connect_times),
+                "ansible_warm_up_s": _warm_ansible(ctx, hosts)})
         ctx.ssh_pool = pool
         yield None
     finally:

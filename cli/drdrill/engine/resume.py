@@ -19,7 +19,6 @@ from pathlib import Path
 
 from drdrill.engine.context import AutoAnswer, Interaction, RunContext
 from drdrill.engine.lock import environment_lock
-from drdrill.engine.safety import check_auto_answer
 from drdrill.engine.loop import DrillState
 from drdrill.engine.runner import (
     ContextInputs,
@@ -30,6 +29,7 @@ from drdrill.engine.runner import (
     secret_split,
     write_outputs,
 )
+from drdrill.engine.safety import check_auto_answer
 from drdrill.errors import BadInput
 from drdrill.events import Clock, Event, EventHandler
 from drdrill.executors.base import Executor
@@ -154,6 +154,8 @@ def resume_drill(run_dir: Path, assume: str | None = None,
                              "orphans_ended": orphans})
         if in_flight is not None and decision == "done":
             _assume_done(ctx, in_flight, state)
+        elif in_flight is not None:
+            _keep_crashed_attempts(run_dir, in_flight.step)
         _restore_marks(ctx, state)
         return drive(ctx, journal, state)
 
@@ -223,3 +225,13 @@ def _restore_marks(ctx: RunContext, state: DrillState) -> None:
             ctx.bus.emit("t0", {"source": "disaster_step", "step": step.name,
                                 "restored": True}, at=event.mono)
             state.t0_seen = True
+
+
+def _keep_crashed_attempts(run_dir: Path, step: Step) -> None:
+    """The re-run counts its attempts from 1 again: move the dead run's attempt directories
+    aside (``crashed-<k>-attempt-<n>``) so their artifacts are kept, not overwritten."""
+    base = run_dir / "steps" / f"{step.index}-{step.slug}"
+    attempts = sorted(base.glob("attempt-*")) if base.is_dir() else []
+    k = 1 + sum(1 for _ in base.glob("crashed-*")) if attempts else 0
+    for attempt in attempts:
+        attempt.rename(base / f"crashed-{k}-{attempt.name}")

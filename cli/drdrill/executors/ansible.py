@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import ansible_runner
 
 from drdrill.engine.redact import MASK
 from drdrill.executors.base import StepOutcome, StepRequest
+from drdrill.executors.inventory import Inventory
 from drdrill.executors.proctree import cmdline, descendants, kill_tree
 
 PEXPECT_TIMEOUT_S = 0.2
@@ -39,18 +40,22 @@ _RESULT_EVENTS = {
 
 
 def safe_env(request: StepRequest) -> dict[str, str]:
-    env = {
+    env = _base_env(request.step_dir)
+    env.update(request.env)
+    return env
+
+
+def _base_env(work_dir: Path) -> dict[str, str]:
+    return {
         "ANSIBLE_HOST_KEY_CHECKING": "True",
-        "ANSIBLE_HOME": str(request.step_dir / ".ansible"),
-        "ANSIBLE_LOCAL_TEMP": str(request.step_dir / ".ansible" / "tmp"),
+        "ANSIBLE_HOME": str(work_dir / ".ansible"),
+        "ANSIBLE_LOCAL_TEMP": str(work_dir / ".ansible" / "tmp"),
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
         # ansible-playbook from the same environment as drdrill, even when not activated
         "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
     }
-    env.update(request.env)
-    return env
 
 
 def _write_private(path: Path, data: Mapping[str, Any]) -> None:
@@ -214,3 +219,33 @@ class AnsibleExecutor:
         # would make ``-e @extravars.json`` and ANSIBLE_HOME point nowhere.
         return _PreparedPlaybook(dataclasses.replace(request,
                                                      step_dir=request.step_dir.resolve()))
+
+
+def warm_up(inventory: Inventory, hosts: Sequence[str], env: Mapping[str, str],
+            work_dir: Path, timeout_s: float = 60.0) -> float | None:
+    """Open Ansible's ControlPersist connections to the remote hosts before the drill, so
+    the steps between T0 and service restored reuse them instead of paying handshakes.
+    Returns the seconds it took, or None when no host is remote or it did not succeed."""
+    remote = [h for h in hosts if inventory.vars_of(h).get("ansible_connection") != "local"]
+    if not remote:
+        return None
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "env").mkdir(exist_ok=True)
+    _write_private(work_dir / "env" / "settings", RUNNER_SETTINGS)
+    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+
+    def cancel() -> bool:
+        if time.monotonic() >= deadline:
+            _end_ansible_processes()
+            return True
+        return False
+
+    runner = ansible_runner.run(
+        private_data_dir=str(work_dir), host_pattern=",".join(remote),
+        module="ansible.builtin.raw", module_args="true",
+        inventory=str(inventory.path.resolve()),
+        envvars={**_base_env(work_dir), **env}, settings=dict(RUNNER_SETTINGS),
+        suppress_env_files=True, quiet=True, ident="warm-up", cancel_callback=cancel)
+    _scrub_artifacts(work_dir)
+    return time.monotonic() - started if runner.status == "successful" else None
