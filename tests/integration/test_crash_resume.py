@@ -62,6 +62,11 @@ POINTS: list[tuple[str, Trigger, str, str | None]] = [
     # lands in "recover": --assume done there is a lie if the orphan had not touched the
     # flag yet (then "service back" times out after 30 s, correctly), so redo
     ("line-100", after_lines(100), "redo", None),
+    # bursts of back-to-back events (step_finished, checkpoint, t0, recovery_started,
+    # step_started) can make two event triggers land on the same line: these line-count
+    # points sit between them so that ≥ 20 distinct landing points stay certain
+    ("line-20", after_lines(20), "redo", None),
+    ("line-55", after_lines(55), "redo", None),
 ]
 KILLED_AT: dict[str, tuple[int, str, bool]] = {}  # id -> (lines kept, last type, torn tail)
 RESUME_TIMES: dict[str, tuple[float, float]] = {}  # id -> (to continuing, total)

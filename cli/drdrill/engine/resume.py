@@ -138,6 +138,11 @@ def resume_drill(run_dir: Path, assume: str | None = None,
         interaction = AutoAnswer(operator)
     extra = dict(meta.get("extra_vars") or {})
     extra_vars, secret_vars = secret_split(runbook, {**runbook.vars, **extra})
+    missing = sorted(set(meta.get("secrets_supplied") or []) - set(secret_vars))
+    if missing:
+        names = ", ".join(f"DRDRILL_SECRET_{m.upper()}" for m in missing)
+        raise BadInput(f"the run was given secrets that are not journaled: {', '.join(missing)}",
+                       hint=f"set {names} in the environment and resume again")
     wall_origin = _wall_ts(events[0].wall) - events[0].mono
     clock = Clock(mono_origin=time.monotonic() - (time.time() - wall_origin),
                   wall_origin=wall_origin)

@@ -75,7 +75,8 @@ def new_run_id(runbook: Runbook) -> str:
     return f"{stamp}-{runbook.name}-{secrets.token_hex(3)}"
 
 
-def secret_split(runbook: Runbook, merged: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def secret_split(runbook: Runbook, merged: dict[str, Any]
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     secret_values: dict[str, Any] = {}
     for name in runbook.secrets:
         from_env = os.environ.get(f"DRDRILL_SECRET_{name.upper()}")
@@ -237,6 +238,8 @@ def _emit_started(ctx: RunContext, options: RunOptions, run_id: str,
         "description": runbook.description, "owner": runbook.owner,
         "plan": plan,
         "extra_vars": {k: v for k, v in extra_vars.items() if k in options.extra_vars},
+        # names only, never values: resume must ask for the same secrets again
+        "secrets_supplied": sorted(ctx.secret_vars),
         "inputs": {"runbook": f"runbook/{runbook.path.name}",
                    "inventory": f"runbook/inventory{ctx.inventory.path.suffix}"},
     })
