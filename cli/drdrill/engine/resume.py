@@ -147,7 +147,11 @@ def resume_drill(run_dir: Path, assume: str | None = None,
     clock = Clock(mono_origin=time.monotonic() - (time.time() - wall_origin),
                   wall_origin=wall_origin)
     with environment_lock(runbook, inventory, run_dir.name, operator):
-        orphans = end_orphans(run_dir)
+        # "it took effect": let a still-running orphan finish its step (bounded by the
+        # step's timeout) instead of cutting it off before its side effect
+        grace = (in_flight.step.timeout_s or 60.0) if in_flight and decision == "done" else 0.0
+        orphans = end_orphans(run_dir, wait_s=grace)
+        scrub_secrets(run_dir, secret_vars)
         ctx, journal = open_context(
             ContextInputs(runbook, inventory, mode, run_dir, operator, interaction,
                           executor or default_executor(), extra_vars, secret_vars),
@@ -193,12 +197,16 @@ def _assume_done(ctx: RunContext, in_flight: InFlight, state: DrillState) -> Non
         state.t0_seen = True
 
 
-def end_orphans(run_dir: Path) -> list[int]:
+def end_orphans(run_dir: Path, wait_s: float = 0.0) -> list[int]:
     """A SIGKILLed drdrill leaves its ansible-playbook running (reparented to init), still
-    acting on the hosts and writing into the step directory. End those trees before the
-    run goes on, so a step is never running twice at once, and remove secret vars files
-    the dead process could not delete. Returns the pids ended."""
+    acting on the hosts and writing into the step directory. Give it up to ``wait_s`` to
+    finish, then end those trees before the run goes on, so a step is never running twice
+    at once, and remove secret vars files the dead process could not delete. Returns the
+    pids ended."""
     needle = f"{run_dir.resolve()}/"
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and processes_mentioning("ansible", needle):
+        time.sleep(0.2)
     ended: list[int] = []
     for pid in processes_mentioning("ansible", needle):
         if pid not in ended:
@@ -206,6 +214,14 @@ def end_orphans(run_dir: Path) -> list[int]:
     for leftover in run_dir.glob("*/*/attempt-*/.secret-vars.json"):
         leftover.unlink(missing_ok=True)
     return sorted(set(ended))
+
+
+def scrub_secrets(run_dir: Path, secret_vars: dict[str, object]) -> None:
+    """Artifacts of an attempt that died mid-step were never masked: mask them now."""
+    from drdrill.executors.ansible import scrub_step_dir
+
+    for step_dir in run_dir.glob("*/*/attempt-*"):
+        scrub_step_dir(step_dir, secret_vars)
 
 
 def _restore_marks(ctx: RunContext, state: DrillState) -> None:

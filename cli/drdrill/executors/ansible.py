@@ -162,6 +162,12 @@ class _PreparedPlaybook:
         return StepOutcome("failed", f"playbook {runner.status} (rc={runner.rc})", runner.rc)
 
 
+def scrub_step_dir(step_dir: Path, secret_vars: Mapping[str, Any]) -> None:
+    """Mask secrets and drop the environment in a step directory's artifacts (used after
+    every attempt, and by resume for attempts whose orchestrator died)."""
+    _scrub_artifacts(step_dir, secret_values(secret_vars))
+
+
 def secret_values(secret_vars: Mapping[str, Any]) -> list[str]:
     """The strings to mask, longest first (so a secret containing another is masked whole)."""
     return sorted({str(v) for v in secret_vars.values() if str(v)}, key=len, reverse=True)
