@@ -50,6 +50,7 @@ def test_failover_measures_rto_within_one_probe_interval(local_inventory: Path,
     assert steps["recover"]["status"] == "ok"
     assert record["results"]["downtime_s"] is not None
     assert record["checkpoints"].keys() >= {"service_restored"}
+    assert record["results"]["data_verified"] is True  # no verification step: no write lost
 
 
 def test_record_rebuilt_from_journal_equals_written(local_inventory: Path, tmp_path: Path) -> None:
@@ -78,6 +79,8 @@ def test_continue_and_retries(local_inventory: Path, tmp_path: Path) -> None:
     assert steps["still runs"]["status"] == "ok"  # on_failure: continue went on
     assert (result.run_dir / "reached").exists()
     assert result.status == "failed" and result.exit_code == 1
+    assert record["results"]["data_verified"] is False  # its verification step failed
+    assert steps["verification that fails"]["verification"] is True
 
 
 def test_hanging_task_is_killed_at_its_timeout(local_inventory: Path, tmp_path: Path) -> None:

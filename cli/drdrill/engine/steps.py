@@ -103,7 +103,8 @@ def _gate(ctx: RunContext, step: Step, phase: str) -> bool:
 def execute_step(ctx: RunContext, step: Step, phase: str, cancel: threading.Event) -> str:
     """Run ``step`` with retries; journal start, attempts, end and checkpoint. Returns the
     final status: ok, failed, timeout or aborted."""
-    base = {"index": step.index, "name": step.name, "kind": step.kind.value, "phase": phase}
+    base = {"index": step.index, "name": step.name, "kind": step.kind.value, "phase": phase,
+            "verification": step.verification}
     if step.gate and not _gate(ctx, step, phase):
         ctx.emit("step_finished", {**base, "status": "aborted", "attempt": 0,
                                    "error": "no-go at the gate"})

@@ -30,7 +30,8 @@ def _steps(events: Sequence[Event]) -> list[dict[str, Any]]:
                               "started_at": event.wall, "start_s": event.mono,
                               "finished_at": None, "end_s": None, "duration_s": None,
                               "status": "running", "attempts": 0, "error": None,
-                              "manual": None}
+                              "manual": None,
+                              "verification": bool(data.get("verification", False))}
             steps[key]["attempts"] = int(data.get("attempt", 1))
         elif event.type == "step_finished" and key in steps:
             step = steps[key]
@@ -45,8 +46,21 @@ def _steps(events: Sequence[Event]) -> list[dict[str, Any]]:
                           "phase": key[0], "hosts": [], "started_at": None, "start_s": None,
                           "finished_at": event.wall, "end_s": event.mono, "duration_s": 0.0,
                           "status": data.get("status"), "attempts": 0,
-                          "error": data.get("error"), "manual": None}
+                          "error": data.get("error"), "manual": None,
+                          "verification": bool(data.get("verification", False))}
     return [steps[k] for k in order]
+
+
+def _data_verified(steps: list[dict[str, Any]], lost_writes: int | None,
+                   has_canary: bool) -> bool | None:
+    """The data verification verdict: every ``verification: true`` step passed; without
+    such steps, no acknowledged canary write was lost. None when there is neither."""
+    checks = [s for s in steps if s.get("verification") and s.get("phase") == "main"]
+    if checks:
+        return all(s.get("status") == "ok" for s in checks)
+    if has_canary:
+        return lost_writes == 0
+    return None
 
 
 def _probe_transitions(events: Sequence[Event]) -> list[dict[str, Any]]:
@@ -72,6 +86,7 @@ def build_record(events: Sequence[Event], last_hash: str = GENESIS) -> dict[str,
     results = compute_results(events, float(objectives.get("rto_s", 0)),
                               float(objectives.get("rpo_s", 0)))
     checkpoints = [e for e in events if e.type == "checkpoint"]
+    steps = _steps(events)
     readback = next((e for e in reversed(events) if e.type == "canary_readback"), None)
     return {
         "run_id": meta.get("run_id"),
@@ -88,10 +103,12 @@ def build_record(events: Sequence[Event], last_hash: str = GENESIS) -> dict[str,
         "inventory_sha256": (meta.get("inventory") or {}).get("sha256"),
         "drdrill_version": meta.get("drdrill_version"),
         "objectives": objectives,
-        "results": results.as_dict(),
+        "results": {**results.as_dict(),
+                    "data_verified": _data_verified(steps, results.lost_writes,
+                                                    results.rpo_met is not None)},
         "checkpoints": {str(e.data.get("name")): e.wall for e in checkpoints},
         "checkpoint_offsets_s": {str(e.data.get("name")): e.mono for e in checkpoints},
-        "steps": _steps(events),
+        "steps": steps,
         "service_interval_s": meta.get("service_interval_s"),
         "canary_interval_s": meta.get("canary_interval_s"),
         "probe_transitions": _probe_transitions(events),

@@ -100,20 +100,20 @@ def verdict(record: Record) -> Verdict:
 
 
 def data_verification(record: Record, lost: int | None) -> tuple[bool | None, list[str]]:
-    """Missed when an acknowledged write was lost, when the record says the data check
-    failed (``results.data_verified``), or when a verification step failed."""
-    reasons: list[str] = []
-    if lost:
-        reasons.append(f"{lost} acknowledged write(s) lost")
-    if _flag(section(record, "results").get("data_verified")) is False:
-        reasons.append("data verification failed")
-    for step in steps(record):
-        if "verif" in step.name.lower() and step.status not in ("ok", NA, "skipped"):
-            reasons.append(f"step {step.index} '{step.name}' {step.status}")
-    if reasons:
-        return False, reasons
-    known = lost is not None or _flag(section(record, "results").get("data_verified"))
-    return (True, []) if known else (None, [])
+    """The record's verdict (``results.data_verified``: every ``verification: true`` step
+    passed, or without such steps no acknowledged write lost), with the reasons it failed.
+    Records without that field: missed when an acknowledged write was lost."""
+    verdict = _flag(section(record, "results").get("data_verified"))
+    reasons = [f"step {step.index} '{step.name}' {step.status}" for step in steps(record)
+               if step.verification and step.status not in ("ok", NA, "skipped")]
+    if verdict is None and not reasons:
+        if lost:
+            return False, [f"{lost} acknowledged write(s) lost"]
+        return (True, []) if lost is not None else (None, [])
+    if verdict is False and not reasons:
+        reasons.append(f"{lost} acknowledged write(s) lost" if lost else
+                       "data verification failed")
+    return (not reasons and verdict is not False), reasons
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,7 @@ class StepView:
     attempts: int | None
     error: str
     acknowledged_by: str
+    verification: bool = False
 
     @property
     def manual(self) -> bool:
@@ -172,6 +173,7 @@ def steps(record: Record) -> list[StepView]:
             start_s=start, end_s=end, duration_s=duration, status=text(item.get("status")),
             attempts=int(attempts) if attempts is not None else None,
             error=str(item.get("error") or ""), acknowledged_by=text(ack),
+            verification=bool(item.get("verification", False)),
         ))
     return out
 

@@ -103,6 +103,7 @@ class _Builder:
             disaster=bool(raw.get("disaster", False)),
             only=tuple(m for m in MODES if m in only) if only else MODES,
             idempotent=bool(raw.get("idempotent", kind in _IDEMPOTENT_KINDS)),
+            verification=bool(raw.get("verification", False)),
             gate=bool(raw.get("gate", False)),
         )
 

@@ -99,6 +99,7 @@ class Step:
     only: tuple[str, ...] = MODES
     idempotent: bool = False
     gate: bool = False
+    verification: bool = False  # counts toward the run's data verification verdict
 
     @property
     def slug(self) -> str:
