@@ -29,8 +29,9 @@ def command(run: str, assume: str | None, yes: bool, runs_dir: Path, as_json: bo
     again; checkpoints and T0 keep their instants; the dead time is recorded as a gap."""
     run_dir = resolve_run_dir(run, runs_dir)
     console = Console(stderr=as_json)
-    interaction = None if yes or not sys.stdin.isatty() else TerminalInteraction(console, None)
     with Interrupts() as interrupts, LiveView(console, plain=not console.is_terminal) as view:
+        interaction = None if yes or not sys.stdin.isatty() else TerminalInteraction(
+            console, None, view)
         result = resume_drill(run_dir, assume, handlers=[view], interaction=interaction,
                               cancel=interrupts.cancel, hard_stop=interrupts.hard_stop, yes=yes)
     if as_json:

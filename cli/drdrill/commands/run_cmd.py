@@ -87,9 +87,9 @@ def command(runbook: Path, inventory: Path, mode: str, declared_at: str | None,
                          extra_vars=parse_extra_vars(extra), yes=yes, confirm=confirm,
                          operator=operator, runs_dir=runs_dir)
     console = Console(stderr=as_json)
-    interaction = None if yes or not sys.stdin.isatty() else TerminalInteraction(
-        console, operator)
     with Interrupts() as interrupts, LiveView(console, plain=not console.is_terminal) as view:
+        interaction = None if yes or not sys.stdin.isatty() else TerminalInteraction(
+            console, operator, view)
         result = run_drill(options, handlers=[view], interaction=interaction,
                            cancel=interrupts.cancel, hard_stop=interrupts.hard_stop)
     if as_json:

@@ -5,6 +5,8 @@ updates state; rich's Live refreshes on its own thread."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +68,18 @@ class LiveView:
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
             self._live.stop()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop redrawing while a person is asked something, then resume."""
+        if self._live is None:
+            yield
+            return
+        self._live.stop()
+        try:
+            yield
+        finally:
+            self._live.start()
 
     def handle(self, event: Event) -> None:
         before = self.state.service_ok
