@@ -107,3 +107,16 @@ def test_lost_writes_and_rpo_from_the_canary(local_inventory: Path, tmp_path: Pa
     assert abs(results["rpo_s"] - 8 * interval) <= interval, results["rpo_s"]
     assert results["rpo_met"] is False  # objective 500 ms
     assert result.status == "failed" and result.exit_code == 1
+
+
+def test_task_checkpoint_is_stamped_when_the_task_ends(local_inventory: Path,
+                                                       tmp_path: Path) -> None:
+    result, record = _run("task-checkpoint", local_inventory, tmp_path / "runs")
+    assert result.status == "passed", record.get("reason")
+    offsets = record["checkpoint_offsets_s"]
+    step = record["steps"][0]
+    truth = os.stat(result.run_dir / "acted").st_mtime - _wall(record["started_at"])
+    # stamped at the task's end (after the 1 s sleep), well before the step's end (2 s later)
+    assert step["start_s"] + 1.0 <= offsets["acted"] <= step["end_s"] - 1.5
+    assert abs(offsets["acted"] - truth) < 0.5, (offsets["acted"], truth)
+    assert offsets["step_done"] == pytest.approx(step["end_s"], abs=0.01)

@@ -58,8 +58,13 @@ class RunContext:
     ssh_pool: Any = None
     ansible_env: dict[str, str] = field(default_factory=dict)
 
-    def emit(self, type_: str, data: Mapping[str, Any]) -> None:
-        self.bus.emit(type_, data)
+    def emit(self, type_: str, data: Mapping[str, Any], at_wall: float | None = None) -> None:
+        """Emit now, or at ``at_wall`` mapped onto the run clock (never later than now)."""
+        at = None
+        if at_wall is not None:
+            clock = self.bus.clock
+            at = min(at_wall - clock.wall_origin, clock.now())
+        self.bus.emit(type_, data, at=at)
 
     @property
     def probe_context(self) -> ProbeContext:

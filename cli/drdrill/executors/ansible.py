@@ -17,11 +17,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from drdrill.executors.inventory import Inventory
 from drdrill.executors.proctree import cmdline, descendants, kill_tree
 
 PEXPECT_TIMEOUT_S = 0.2
+TASK_CHECKPOINT = re.compile(r"\[checkpoint ([A-Za-z0-9][A-Za-z0-9_.-]*)\]\s*$")
 RUNNER_SETTINGS = {"pexpect_timeout": PEXPECT_TIMEOUT_S, "suppress_ansible_output": True}
 _RESULT_EVENTS = {
     "runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped",
@@ -70,6 +73,7 @@ class _Attempt:
     deadline: float | None
     timed_out: bool = False
     cancelled: bool = False
+    stamped: set[str] = field(default_factory=set)
 
     def cancel_callback(self) -> bool:
         expired = self.deadline is not None and time.monotonic() >= self.deadline
@@ -96,7 +100,27 @@ class _Attempt:
             if name == "runner_on_failed" or name == "runner_on_unreachable":
                 payload["msg"] = _short_msg(data.get("res", {}))
             self.request.emit("task", payload)
+        if name == "runner_on_ok":
+            self._task_checkpoint(str(data.get("task", "")), data)
         return True
+
+    def _task_checkpoint(self, task: str, data: dict[str, Any]) -> None:
+        """A task named "... [checkpoint NAME]" stamps NAME at the task's own end (Ansible's
+        timestamp), not at the end of the step: e.g. the instant a restore point is made."""
+        match = TASK_CHECKPOINT.search(task)
+        if match is None or match.group(1) in self.stamped:
+            return
+        self.stamped.add(match.group(1))
+        end = data.get("end")
+        at_wall = None
+        if isinstance(end, str):
+            try:
+                at_wall = datetime.fromisoformat(end.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                at_wall = None
+        self.request.emit("checkpoint", {"name": match.group(1), "step": self.request.step.name,
+                                         "task": task, "host": data.get("host")},
+                          at_wall=at_wall)
 
 
 def _short_msg(res: Any) -> str:

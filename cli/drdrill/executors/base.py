@@ -9,7 +9,7 @@ the step's start checkpoint is the release.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,7 +17,13 @@ from typing import Any, Protocol
 from drdrill.executors.inventory import Inventory
 from drdrill.runbook.model import Step
 
-Emit = Callable[[str, Mapping[str, Any]], None]
+
+class Emit(Protocol):
+    """Emit an event now, or at a wall-clock instant measured elsewhere (``at_wall``, UTC
+    epoch seconds, e.g. the end of an Ansible task)."""
+
+    def __call__(self, type_: str, data: Mapping[str, Any],
+                 at_wall: float | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
