@@ -17,6 +17,7 @@ from drdrill.errors import ValidationFailed
 from drdrill.executors.inventory import Inventory
 from drdrill.runbook.loader import load_runbook, validate_runbook
 from drdrill.runbook.model import Runbook
+from fuzzkit import mutate_lines
 
 BASE = """\
 version: 1
@@ -122,32 +123,7 @@ def test_base_is_valid(drills: Path) -> None:
 
 @st.composite
 def mutated(draw: st.DrawFn) -> str:
-    lines = list(LINES)
-    for _ in range(draw(st.integers(1, 4))):
-        i = draw(st.integers(0, len(lines) - 1))
-        op = draw(st.sampled_from(["drop", "dup", "swap", "value", "insert", "unicode",
-                                   "indent", "truncate"]))
-        if op == "drop" and len(lines) > 1:
-            del lines[i]
-        elif op == "dup":
-            lines.insert(i, lines[i])
-        elif op == "swap":
-            j = draw(st.integers(0, len(lines) - 1))
-            lines[i], lines[j] = lines[j], lines[i]
-        elif op == "value" and ": " in lines[i]:
-            key = lines[i].split(": ", 1)[0]
-            lines[i] = f"{key}: {draw(st.sampled_from(VALUES))}"
-        elif op == "insert":
-            pos = draw(st.integers(0, len(lines[i])))
-            lines[i] = lines[i][:pos] + draw(st.sampled_from(NASTY)) + lines[i][pos:]
-        elif op == "unicode":
-            pos = draw(st.integers(0, len(lines[i])))
-            lines[i] = lines[i][:pos] + draw(st.text(max_size=8)) + lines[i][pos:]
-        elif op == "indent":
-            lines[i] = " " * draw(st.integers(0, 6)) + lines[i].lstrip()
-        elif op == "truncate":
-            lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
-    return "\n".join(lines) + "\n"
+    return mutate_lines(draw, "\n".join(LINES), VALUES, NASTY, min_ops=1)
 
 
 FUZZ = settings(max_examples=900, deadline=None, database=None,

@@ -17,6 +17,7 @@ from drdrill.engine.plan import Plan, build_plan
 from drdrill.errors import DrdrillError, ValidationFailed
 from drdrill.executors.inventory import load_inventory
 from drdrill.runbook.loader import load_runbook
+from fuzzkit import mutate_lines
 
 RUNBOOK = """\
 version: 1
@@ -86,31 +87,7 @@ KEYS = ["all", "hosts", "children", "vars", "primary", "standby", "pg1", "pg2",
 
 
 def _mutate(draw: st.DrawFn, text: str) -> str:
-    lines = text.splitlines()
-    for _ in range(draw(st.integers(0, 4))):
-        i = draw(st.integers(0, len(lines) - 1))
-        op = draw(st.sampled_from(["drop", "dup", "swap", "value", "insert", "unicode",
-                                   "indent", "truncate"]))
-        if op == "drop" and len(lines) > 1:
-            del lines[i]
-        elif op == "dup":
-            lines.insert(i, lines[i])
-        elif op == "swap":
-            j = draw(st.integers(0, len(lines) - 1))
-            lines[i], lines[j] = lines[j], lines[i]
-        elif op == "value" and ": " in lines[i]:
-            lines[i] = f"{lines[i].split(': ', 1)[0]}: {draw(st.sampled_from(VALUES))}"
-        elif op == "insert":
-            pos = draw(st.integers(0, len(lines[i])))
-            lines[i] = lines[i][:pos] + draw(st.sampled_from(NASTY)) + lines[i][pos:]
-        elif op == "unicode":
-            pos = draw(st.integers(0, len(lines[i])))
-            lines[i] = lines[i][:pos] + draw(st.text(max_size=6)) + lines[i][pos:]
-        elif op == "indent":
-            lines[i] = " " * draw(st.integers(0, 6)) + lines[i].lstrip()
-        elif op == "truncate":
-            lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
-    return "\n".join(lines) + "\n"
+    return mutate_lines(draw, text, VALUES, NASTY)
 
 
 @st.composite
