@@ -33,8 +33,13 @@ def ansible_ssh_env(control_dir: Path) -> dict[str, str]:
         "ANSIBLE_SSH_ARGS": ("-o ControlMaster=auto -o ControlPersist=300s "
                              "-o ServerAliveInterval=2 -o ServerAliveCountMax=2"),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
+        # a predictable socket per host, so each step can journal whether it was warm
+        "ANSIBLE_SSH_CONTROL_PATH": f"{control_dir}/{CONTROL_SOCKET_PATTERN}",
         "ANSIBLE_PIPELINING": "True",
     }
+
+
+CONTROL_SOCKET_PATTERN = "%%h-%%p-%%r"  # ansible %-formats it once: ssh sees %h-%p-%r
 
 
 def _end_control_masters(control_dir: Path) -> None:

@@ -15,6 +15,7 @@ What ansible-runner gets wrong for a DR tool (measured, see FIELD-NOTES) and wha
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import json
 import os
 import re
@@ -74,6 +75,7 @@ class _Attempt:
     timed_out: bool = False
     cancelled: bool = False
     stamped: set[str] = field(default_factory=set)
+    first_task_s: dict[str, float] = field(default_factory=dict)
 
     def cancel_callback(self) -> bool:
         expired = self.deadline is not None and time.monotonic() >= self.deadline
@@ -90,6 +92,9 @@ class _Attempt:
         _mask_in_place(event, secret_values(self.request.secret_vars))
         name = event.get("event", "")
         data = event.get("event_data", {})
+        host = data.get("host")
+        if name in _RESULT_EVENTS and host and str(host) not in self.first_task_s:
+            self.first_task_s[str(host)] = float(data.get("duration") or 0.0)
         if name == "playbook_on_task_start" or name in _RESULT_EVENTS:
             payload: dict[str, Any] = {
                 "index": self.request.step.index, "step": self.request.step.name,
@@ -121,6 +126,37 @@ class _Attempt:
         self.request.emit("checkpoint", {"name": match.group(1), "step": self.request.step.name,
                                          "task": task, "host": data.get("host")},
                           at_wall=at_wall)
+
+
+def _warm_hosts(request: StepRequest) -> dict[str, bool]:
+    """For each remote host of the step: does a ControlPersist socket already exist (the
+    step will not pay an SSH handshake)? Needs ANSIBLE_SSH_CONTROL_PATH set by the engine
+    as <dir>/%%h-%%p-%%r; without it nothing is reported."""
+    pattern = request.env.get("ANSIBLE_SSH_CONTROL_PATH", "")
+    if not pattern.endswith("/%%h-%%p-%%r"):
+        return {}
+    directory = Path(pattern).parent
+    warm: dict[str, bool] = {}
+    for host in request.hosts:
+        host_vars = request.inventory.vars_of(host)
+        if host_vars.get("ansible_connection", "ssh") in ("local", "ansible.builtin.local"):
+            continue
+        address = host_vars.get("ansible_host", host)
+        port = host_vars.get("ansible_port", 22)
+        user = host_vars.get("ansible_user") or getpass.getuser()
+        warm[host] = (directory / f"{address}-{port}-{user}").exists()
+    return warm
+
+
+def _journal_connections(request: StepRequest, warm: dict[str, bool],
+                         first_task_s: dict[str, float]) -> None:
+    """How each remote host's first contact in this step went: warm (an open ControlPersist
+    connection) or cold (a new SSH handshake), and its first task's duration."""
+    if not warm:
+        return
+    request.emit("step_connections", {
+        "index": request.step.index, "step": request.step.name,
+        "hosts": {h: {"warm": w, "first_task_s": first_task_s.get(h)} for h, w in warm.items()}})
 
 
 def _short_msg(res: Any) -> str:
@@ -155,6 +191,7 @@ class _PreparedPlaybook:
 
     def release(self) -> StepOutcome:
         request = self.request
+        warm = _warm_hosts(request)
         deadline = None if request.timeout_s is None else time.monotonic() + request.timeout_s
         attempt = _Attempt(request, deadline)
         cmdline_args = f"-e @{self.vars_file}"
@@ -176,6 +213,7 @@ class _PreparedPlaybook:
             )
         finally:
             self.secret_file.unlink(missing_ok=True)
+            _journal_connections(request, warm, attempt.first_task_s)
             _scrub_artifacts(request.step_dir, secret_values(request.secret_vars))
         if attempt.timed_out:
             return StepOutcome("timeout", f"timed out after {request.timeout_s:g}s", runner.rc)

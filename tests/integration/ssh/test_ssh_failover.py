@@ -84,6 +84,14 @@ def test_failover_drill_over_ssh_loses_no_write(pg_hosts: tuple[NetnsHarness, Pg
     task_hosts = {e["data"]["host"] for e in events
                   if e["type"] == "task" and e["data"].get("host")}
     assert task_hosts == {"db1", "db2"}
+    # Ansible's connections were opened before T0 (warm-up), so the steps on the RTO path
+    # paid no SSH handshake; each step journals how its first contact with each host went
+    assert connections[0]["data"]["ansible_warm_up_s"] is not None
+    contacts = {e["data"]["step"]: e["data"]["hosts"] for e in events
+                if e["type"] == "step_connections"}
+    assert contacts["promote the standby"]["db2"]["warm"] is True
+    assert contacts["crash the primary"]["db1"]["warm"] is True
+    assert isinstance(contacts["promote the standby"]["db2"]["first_task_s"], float)
     # failed back: db1 is the primary again and db2 streams from it across the veths
     row = pg.wait_streaming()
     assert row["client_addr"] == harness.address("db2")
