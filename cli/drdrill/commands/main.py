@@ -12,7 +12,7 @@ import click
 from drdrill import __version__
 from drdrill.errors import DrdrillError
 
-# (module under drdrill.commands, attribute) — a module not written yet is skipped.
+# one module per command: drdrill.commands.<name>_cmd exposing ``command``
 _COMMANDS = (
     "validate", "plan", "preflight", "run", "resume", "report", "history",
     "verify", "lab", "demo", "schema",
@@ -36,12 +36,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     for name in _COMMANDS:
-        try:
-            module = importlib.import_module(f"drdrill.commands.{name}_cmd")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"drdrill.commands.{name}_cmd":
-                continue
-            raise
+        module = importlib.import_module(f"drdrill.commands.{name}_cmd")
         cli.add_command(module.command, name)
 
 

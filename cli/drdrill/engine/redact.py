@@ -24,9 +24,14 @@ def _scrub(value: Any, secrets: Sequence[str]) -> Any:
 Redactor = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
-def make_redactor(secrets: Sequence[str]) -> Redactor | None:
+def secret_strings(secret_vars: Mapping[str, Any]) -> list[str]:
+    """The strings to mask, longest first (so a secret containing another is masked whole)."""
+    return sorted({str(v) for v in secret_vars.values() if str(v)}, key=len, reverse=True)
+
+
+def make_redactor(secret_vars: Mapping[str, Any]) -> Redactor | None:
     """A function masking every secret value inside event data, or None if there are none."""
-    values = sorted({s for s in secrets if s}, key=len, reverse=True)
+    values = secret_strings(secret_vars)
     if not values:
         return None
 

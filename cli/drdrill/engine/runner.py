@@ -21,6 +21,7 @@ from drdrill.engine.connections import open_warm_connections
 from drdrill.engine.context import AutoAnswer, Interaction, RunContext
 from drdrill.engine.lock import environment_lock
 from drdrill.engine.loop import DrillState, declare_t0, execute
+from drdrill.engine.redact import make_redactor
 from drdrill.engine.safety import check_auto_answer, check_can_run
 from drdrill.engine.snapshot import snapshot_inputs
 from drdrill.errors import EXIT_ABORTED, EXIT_MISSED, EXIT_OK, BadInput
@@ -30,6 +31,7 @@ from drdrill.executors.inventory import Inventory, load_inventory
 from drdrill.journal.record import build_record, write_record
 from drdrill.journal.store import JOURNAL_NAME, JournalWriter
 from drdrill.journal.verify import write_artifact_sums
+from drdrill.report import write_reports
 from drdrill.runbook.loader import load_runbook
 from drdrill.runbook.model import MODES, Runbook, StepKind
 
@@ -161,7 +163,7 @@ def open_context(inputs: ContextInputs, clock: Clock, handlers: Sequence[EventHa
     """The bus with the journal first (nothing is seen before it is durable), then the
     in-memory collector, then the caller's handlers (view, notifiers)."""
     run_dir = inputs.run_dir
-    bus = EventBus(clock, redact=_redactor(inputs.secret_vars))
+    bus = EventBus(clock, redact=make_redactor(inputs.secret_vars))
     events: list[Event] = []
     journal = JournalWriter(run_dir / JOURNAL_NAME)
     bus.subscribe(journal)
@@ -198,24 +200,10 @@ def write_outputs(run_dir: Path, events: Sequence[Event], last_hash: str) -> Run
     record = build_record(events, last_hash)
     write_artifact_sums(run_dir)
     write_record(run_dir, record)
-    _write_reports(run_dir)
+    write_reports(run_dir)  # never raises: a report problem must not lose the record
     exit_code = {"passed": EXIT_OK, "failed": EXIT_MISSED}.get(str(record["status"]),
                                                               EXIT_ABORTED)
     return RunResult(run_dir.name, run_dir, str(record["status"]), exit_code, record)
-
-
-def _redactor(secret_vars: Mapping[str, Any]) -> Any:
-    from drdrill.engine.redact import make_redactor
-
-    return make_redactor([str(v) for v in secret_vars.values() if str(v)])
-
-
-def _write_reports(run_dir: Path) -> None:
-    try:
-        from drdrill.report import write_reports
-    except ImportError:
-        return
-    write_reports(run_dir)
 
 
 def _emit_started(ctx: RunContext, options: RunOptions, run_id: str,

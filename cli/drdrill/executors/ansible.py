@@ -20,7 +20,6 @@ import json
 import os
 import re
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from typing import Any
 
 import ansible_runner
 
-from drdrill.engine.redact import MASK
+from drdrill.engine.redact import MASK, secret_strings
 from drdrill.executors.base import StepOutcome, StepRequest
 from drdrill.executors.inventory import Inventory
 from drdrill.executors.proctree import cmdline, descendants, kill_tree
@@ -76,6 +75,10 @@ class _Attempt:
     cancelled: bool = False
     stamped: set[str] = field(default_factory=set)
     first_task_s: dict[str, float] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.secrets = secret_strings(self.request.secret_vars)
 
     def cancel_callback(self) -> bool:
         expired = self.deadline is not None and time.monotonic() >= self.deadline
@@ -89,7 +92,7 @@ class _Attempt:
     def event_handler(self, event: dict[str, Any]) -> bool:
         # ansible-runner writes this very dict to job_events/ after we return: mask secret
         # values in place first (a task without no_log may echo them)
-        _mask_in_place(event, secret_values(self.request.secret_vars))
+        _mask_in_place(event, self.secrets)
         name = event.get("event", "")
         data = event.get("event_data", {})
         host = data.get("host")
@@ -214,7 +217,7 @@ class _PreparedPlaybook:
         finally:
             self.secret_file.unlink(missing_ok=True)
             _journal_connections(request, warm, attempt.first_task_s)
-            _scrub_artifacts(request.step_dir, secret_values(request.secret_vars))
+            scrub_step_dir(request.step_dir, request.secret_vars)
         if attempt.timed_out:
             return StepOutcome("timeout", f"timed out after {request.timeout_s:g}s", runner.rc)
         if attempt.cancelled:
@@ -227,12 +230,7 @@ class _PreparedPlaybook:
 def scrub_step_dir(step_dir: Path, secret_vars: Mapping[str, Any]) -> None:
     """Mask secrets and drop the environment in a step directory's artifacts (used after
     every attempt, and by resume for attempts whose orchestrator died)."""
-    _scrub_artifacts(step_dir, secret_values(secret_vars))
-
-
-def secret_values(secret_vars: Mapping[str, Any]) -> list[str]:
-    """The strings to mask, longest first (so a secret containing another is masked whole)."""
-    return sorted({str(v) for v in secret_vars.values() if str(v)}, key=len, reverse=True)
+    _scrub_artifacts(step_dir, secret_strings(secret_vars))
 
 
 def _mask_in_place(value: Any, secrets: list[str]) -> Any:
@@ -277,10 +275,7 @@ def _scrub_artifacts(step_dir: Path, secrets: list[str] | None = None) -> None:
 
 
 class AnsibleExecutor:
-    """Runs playbook steps one attempt at a time; thread-safe (one runner per call)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    """Runs playbook steps one attempt at a time (one runner and directory per attempt)."""
 
     def prepare(self, request: StepRequest) -> _PreparedPlaybook:
         # ansible-playbook runs with its own cwd: a relative run dir (the default ./runs)

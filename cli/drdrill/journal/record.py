@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,39 +16,36 @@ from drdrill.measure.metrics import compute_results
 RECORD_NAME = "record.json"
 
 
+def _step_row(key: tuple[str, int], data: Mapping[str, Any]) -> dict[str, Any]:
+    return {"index": key[1], "name": data.get("name"), "kind": data.get("kind"),
+            "phase": key[0], "hosts": list(data.get("hosts", [])), "started_at": None,
+            "start_s": None, "finished_at": None, "end_s": None, "duration_s": None,
+            "status": "running", "attempts": 0, "error": None, "manual": None,
+            "verification": bool(data.get("verification", False))}
+
+
 def _steps(events: Sequence[Event]) -> list[dict[str, Any]]:
     steps: dict[tuple[str, int], dict[str, Any]] = {}
-    order: list[tuple[str, int]] = []
     for event in events:
+        if event.type not in ("step_started", "step_finished"):
+            continue
         data = event.data
         key = (str(data.get("phase", "main")), int(data.get("index", 0)))
+        step = steps.get(key)
+        if step is None:  # a step that never started (no-go at its gate) only finishes
+            step = steps[key] = _step_row(key, data)
         if event.type == "step_started":
-            if key not in steps:
-                order.append(key)
-                steps[key] = {"index": key[1], "name": data.get("name"), "kind": data.get("kind"),
-                              "phase": key[0], "hosts": list(data.get("hosts", [])),
-                              "started_at": event.wall, "start_s": event.mono,
-                              "finished_at": None, "end_s": None, "duration_s": None,
-                              "status": "running", "attempts": 0, "error": None,
-                              "manual": None,
-                              "verification": bool(data.get("verification", False))}
-            steps[key]["attempts"] = int(data.get("attempt", 1))
-        elif event.type == "step_finished" and key in steps:
-            step = steps[key]
+            if step["started_at"] is None:
+                step.update(started_at=event.wall, start_s=event.mono)
+            step["attempts"] = int(data.get("attempt", 1))
+        else:
+            start = step["start_s"]
             step.update(finished_at=event.wall, end_s=event.mono, status=data.get("status"),
                         error=data.get("error"),
-                        duration_s=round(event.mono - float(step["start_s"]), 6))
+                        duration_s=0.0 if start is None else round(event.mono - start, 6))
             if data.get("manual"):
                 step["manual"] = data["manual"]
-        elif event.type == "step_finished":  # skipped steps never start
-            order.append(key)
-            steps[key] = {"index": key[1], "name": data.get("name"), "kind": data.get("kind"),
-                          "phase": key[0], "hosts": [], "started_at": None, "start_s": None,
-                          "finished_at": event.wall, "end_s": event.mono, "duration_s": 0.0,
-                          "status": data.get("status"), "attempts": 0,
-                          "error": data.get("error"), "manual": None,
-                          "verification": bool(data.get("verification", False))}
-    return [steps[k] for k in order]
+    return list(steps.values())
 
 
 def _data_verified(steps: list[dict[str, Any]], lost_writes: int | None,

@@ -19,9 +19,5 @@ def load_builtin() -> None:
     if _loaded:
         return
     for module in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(module).register()
-        except ModuleNotFoundError as exc:  # a type whose module is not written yet
-            if exc.name != module:
-                raise
+        importlib.import_module(module).register()
     _loaded = True
