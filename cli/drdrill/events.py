@@ -59,21 +59,50 @@ class EventBus:
         self.clock = clock
         self._redact = redact
         self._handlers: list[EventHandler] = []
+        self._critical: set[int] = set()
+        self._failed: set[int] = set()  # handlers whose error was journaled already
         self._lock = threading.RLock()
 
-    def subscribe(self, handler: EventHandler) -> None:
+    def subscribe(self, handler: EventHandler, critical: bool = False) -> None:
+        """``critical`` handlers (the journal) propagate their errors: evidence that cannot
+        be written must stop the run. Any other handler's error is isolated (see emit)."""
         with self._lock:
             self._handlers.append(handler)
+            if critical:
+                self._critical.add(id(handler))
 
     def emit(self, type_: str, data: Mapping[str, Any], at: float | None = None) -> Event:
-        """Emit ``type_`` now (or at the monotonic offset ``at`` measured earlier)."""
+        """Emit ``type_`` now (or at the monotonic offset ``at`` measured earlier).
+
+        The instant is read before taking the lock, so waiting for another thread's
+        journal fsync never shifts an event. A non-critical handler that raises (a bug in
+        the live view, say) is skipped for this event and journaled once as
+        ``handler_error``; the drill's outcome never depends on an observer."""
+        mono = self.clock.now() if at is None else at
         with self._lock:
-            mono = self.clock.now() if at is None else at
             payload = self._redact(data) if self._redact is not None else data
             event = Event(type_, dict(payload), self.clock.wall_at(mono), round(mono, 6))
+            failures: list[tuple[EventHandler, BaseException]] = []
             for handler in self._handlers:
-                handler.handle(event)
+                if id(handler) in self._critical:
+                    handler.handle(event)
+                    continue
+                try:
+                    handler.handle(event)
+                except Exception as exc:  # isolate observers from the drill
+                    failures.append((handler, exc))
+            for failed, error in failures:
+                self._report_failure(failed, error, event)
             return event
+
+    def _report_failure(self, handler: EventHandler, exc: BaseException, event: Event) -> None:
+        key = id(handler)
+        if key in self._failed:
+            return
+        self._failed.add(key)
+        self.emit("handler_error", {"handler": type(handler).__name__,
+                                    "error": f"{type(exc).__name__}: {exc}"[:300],
+                                    "event_type": event.type})
 
 
 class CallbackHandler:

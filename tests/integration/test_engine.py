@@ -36,10 +36,16 @@ def test_failover_measures_rto_within_one_probe_interval(local_inventory: Path,
     assert result.status == "passed", record.get("reason")
     assert result.exit_code == 0
     # ground truth: when the recovery playbook actually re-created the flag (file mtime),
-    # against T0 (when the disaster step completed) — both on this machine's clock.
+    # against T0. T0 is the fault's effect (DESIGN.md "T0"): here the first failed probe
+    # attempt, which may precede the disaster step's end by Ansible's teardown; it must lie
+    # inside the disaster step. Both on this machine's clock.
     events = read_events(result.run_dir / "journal.jsonl")
-    t0 = next(e for e in events if e.type == "t0")
-    truth = os.stat(result.run_dir / "up").st_mtime - _wall(t0.wall)
+    step_t0 = next(e for e in events if e.type == "t0")
+    res = record["results"]
+    assert res["t0_source"] in ("first_failed_probe", "disaster_step")
+    assert res["disaster_started_mono"] <= res["t0_mono"] <= step_t0.mono
+    t0_wall = _wall(step_t0.wall) - (step_t0.mono - res["t0_mono"])
+    truth = os.stat(result.run_dir / "up").st_mtime - t0_wall
     interval = record["service_interval_s"]
     rto = record["results"]["rto_s"]
     assert truth > 2.0  # the recovery playbook pauses 2 s before restoring

@@ -44,3 +44,18 @@ def test_incident_mode_counts_rto_from_the_declared_instant(local_inventory: Pat
     assert truth - 0.05 <= rto <= truth + record["service_interval_s"] + 0.05, (rto, truth)
     assert rto > 5.0 and record["results"]["rto_met"] is True
     assert time.time() - declared.timestamp() < 300
+
+
+def test_from_an_unknown_step_is_bad_input_naming_the_steps(local_inventory: Path,
+                                                             tmp_path: Path) -> None:
+    done = subprocess.run(
+        [DRDRILL, "run", str(DRILL), "-i", str(local_inventory), "--mode", "incident",
+         "--from", "recovr", "--yes", "--runs-dir", str(tmp_path / "runs")],
+        capture_output=True, text=True, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=120,
+        check=False, env={**os.environ, "DRDRILL_LOCK_DIR": str(tmp_path / "locks")})
+    assert done.returncode == 2, done.stderr
+    output = done.stdout + done.stderr
+    assert "'recovr'" in output and "'recover'" in output and "'service back'" in output
+    assert "inject a fault" not in output  # drill-only: not a step of the incident plan
+    assert not (tmp_path / "runs").exists()  # nothing was executed
+

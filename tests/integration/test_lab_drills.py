@@ -3,18 +3,19 @@ drills/postgres-restore.yml) and a lagging-standby variant run end to end on a r
 PostgreSQL pair, and what drdrill reports is checked against what the test sees itself.
 
 One lab for the whole module (a module-scoped fixture), in a temporary directory, on its
-own ports (56421/56422, restored instance 56431): the runbooks name the lab's ports in their
-service DSNs, so the module runs them from an assembled tree — drills/ with the ports
-rewritten (nothing else changes) beside a copy of playbooks/ — and never touches a
-developer's lab on the default ports 54321/54322. DRDRILL_LAB_DIR (read by
-inventory.example.yml), DRDRILL_LOCK_DIR and DRDRILL_RUNS_DIR point into that directory.
+own ports (56421/56422, restored instance 56431), never a developer's lab on the default
+ports 54321/54322. The shipped runbooks run as shipped, with inventory.example.yml as
+shipped: their endpoints are {{ service_dsn }} / {{ restore_service_dsn }}, which the
+inventory derives from the lab's lab.env.json — so a lab on other ports needs no edit (the
+test proves it). Only the lagging fixture, whose playbooks are the shipped ones, runs from a
+tree (the fixture beside a copy of playbooks/, the file unchanged). DRDRILL_LAB_DIR (read
+by inventory.example.yml), DRDRILL_LOCK_DIR and DRDRILL_RUNS_DIR point into that directory.
 Tests run in file order and each leaves the lab as it found it (pg1 primary, pg2 streaming).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import socket
 import tempfile
@@ -63,10 +64,11 @@ class Lab:
 
     @property
     def inventory(self) -> Path:
-        return self.tree / "inventory.yml"
+        return ROOT / "inventory.example.yml"
 
     def drill(self, name: str) -> Path:
-        return self.tree / "drills" / f"{name}.yml"
+        shipped = ROOT / "drills" / f"{name}.yml"
+        return shipped if shipped.is_file() else self.tree / "drills" / f"{name}.yml"
 
     def dsn(self, port: int | None = None) -> str:
         if port is None:
@@ -74,20 +76,12 @@ class Lab:
         return f"host=127.0.0.1 port={port} dbname=drdrill user=postgres connect_timeout=2"
 
 
-def _assemble(base: Path) -> Path:
-    """drills/ (ports rewritten) + playbooks/ + the inventory, as one runbook tree."""
+def _fixture_tree(base: Path) -> Path:
+    """The lagging fixture, unchanged, beside a copy of the shipped playbooks/."""
     tree = base / "tree"
     shutil.copytree(ROOT / "playbooks", tree / "playbooks")
     (tree / "drills").mkdir()
-    sources = [ROOT / "drills" / "postgres-failover.yml", ROOT / "drills" / "postgres-restore.yml",
-               FIXTURE_DRILLS / "postgres-failover-lagging.yml"]
-    for source in sources:
-        text = source.read_text()
-        for old, new in PORTS.items():
-            text = text.replace(old, new)
-        assert not re.search(r"\b543\d\d\b", text), f"{source.name}: a lab port left over"
-        (tree / "drills" / source.name).write_text(text)
-    shutil.copy(ROOT / "inventory.example.yml", tree / "inventory.yml")
+    shutil.copy(FIXTURE_DRILLS / "postgres-failover-lagging.yml", tree / "drills")
     return tree
 
 
@@ -107,7 +101,7 @@ def lab() -> Iterator[Lab]:
             started = time.monotonic()
             _assert_healthy(lab_up(config))
             print(f"\nlab up {time.monotonic() - started:.1f}s")
-            yield Lab(config, _assemble(base), base / "runs")
+            yield Lab(config, _fixture_tree(base), base / "runs")
         finally:
             lab_down(config, purge=True)
             shutil.rmtree(base, ignore_errors=True)
@@ -238,8 +232,11 @@ def test_healthy_failover_rto_against_observer(lab: Lab) -> None:
     assert set(observer.acked) <= survived, "the observer's own acknowledged writes were lost"
 
     journal = _journal(result)
-    t0 = _event(journal, "t0")
-    t0_wall = _wall(t0["wall"])
+    t0 = _event(journal, "t0")  # the loop's mark at the disaster step's end
+    # the record's T0 is the fault's effect (DESIGN.md "T0"), at or before that mark
+    assert res["t0_mono"] <= t0["mono"] and res["t0_source"] in (
+        "t0_task", "first_failed_probe", "disaster_step")
+    t0_wall = _wall(t0["wall"]) - (t0["mono"] - res["t0_mono"])
     first = observer.first_ack_after(t0_wall)
     assert first is not None
     seen_rto = first - t0_wall

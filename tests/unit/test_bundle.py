@@ -95,7 +95,9 @@ def test_journal_forged_with_sums_recomputed_is_still_caught(bundle: Path,
     tampered = tmp_path / "forged.tar.gz"
     _rewrite(bundle, tampered, {"journal.jsonl": forged, SUMS: sums.replace(old, new).encode()})
     problems = verify_bundle(tampered)
-    assert problems == [f"journal.jsonl line {index + 2}: hash chain broken"], problems
+    # the same check as `drdrill verify RUN` (journal/verify.py): it names the altered line
+    assert problems == [f"journal.jsonl:{index + 1}: line altered: its SHA-256 no longer "
+                        f"matches the prev recorded on line {index + 2}"], problems
 
 
 def test_missing_and_extra_files_are_reported(bundle: Path, tmp_path: Path) -> None:

@@ -26,6 +26,25 @@ def inventory_option(required: bool) -> Callable[[F], F]:
                         help="Ansible inventory mapping the runbook's roles to hosts.")
 
 
+def extra_vars_option(fn: F) -> F:
+    return click.option("-e", "extra", multiple=True, metavar="KEY=VALUE",
+                        help="Extra variable, as for run (repeat); it may define a "
+                             "{{ name }} endpoint.")(fn)
+
+
+def parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``-e KEY=VALUE`` pairs as a dict (the value may hold ``=``)."""
+    from drdrill.errors import BadInput
+
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"-e {pair!r}: expected KEY=VALUE")
+        result[key.strip()] = value
+    return result
+
+
 def resolve_run_dir(run: str, runs_dir: Path) -> Path:
     """RUN is a run directory or a run id under ``runs_dir``."""
     from drdrill.errors import BadInput

@@ -14,9 +14,10 @@ import click
 from rich.console import Console
 
 from drdrill.commands.options import inventory_option, runs_dir_option
-from drdrill.commands.prompts import TerminalInteraction
+from drdrill.commands.prompts import TerminalInteraction, no_echo
 from drdrill.engine.runner import RunOptions, run_drill
 from drdrill.errors import BadInput
+from drdrill.journal.store import JOURNAL_NAME, read_events
 from drdrill.view.live import LiveView
 from drdrill.view.verdict import render_verdict
 
@@ -65,12 +66,34 @@ class Interrupts:
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
+def print_handoff(console: Console, run_dir: Path) -> None:
+    """Incident mode, a step failed: where things stand and the command to continue."""
+    handoff = next((e for e in read_events(run_dir / JOURNAL_NAME)
+                    if e.type == "incident_handoff"), None)
+    if handoff is None:
+        return
+    data = handoff.data
+    console.print("[bold]INCIDENT: stopped, handed over to you (no automatic rollback)[/]",
+                  highlight=False)
+    console.print(f"  last completed step: {data.get('last_completed') or '(none)'}",
+                  markup=False, highlight=False)
+    console.print(f"  failed step:         {data.get('failed_step')} ({data.get('status')})",
+                  markup=False, highlight=False)
+    console.print(f"  error:               {data.get('error')}", markup=False, highlight=False)
+    console.print("  fix the cause, then continue with:", highlight=False)
+    console.print(f"    {data.get('continue_command')}", markup=False, highlight=False,
+                  soft_wrap=True)
+
+
 @click.command()
 @click.argument("runbook", type=click.Path(path_type=Path))
 @inventory_option(required=True)
 @click.option("--mode", type=click.Choice(["drill", "incident"]), default="drill",
               show_default=True, help="incident: no fault injection, T0 = --declared-at.")
 @click.option("--declared-at", help="Incident mode: when the incident was declared (ISO 8601).")
+@click.option("--from", "from_step", metavar="STEP",
+              help="Incident mode: start at STEP; the earlier steps are journaled as done "
+              "outside drdrill by --operator.")
 @click.option("-e", "extra", multiple=True, metavar="KEY=VALUE", help="Extra variable (repeat).")
 @click.option("--yes", is_flag=True, help="Acknowledge manual steps and gates automatically "
               "(recorded as such; never confirms production).")
@@ -79,21 +102,23 @@ class Interrupts:
 @runs_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout only.")
 def command(runbook: Path, inventory: Path, mode: str, declared_at: str | None,
-            extra: tuple[str, ...], yes: bool, confirm: str | None, operator: str | None,
-            runs_dir: Path, as_json: bool) -> int:
+            from_step: str | None, extra: tuple[str, ...], yes: bool, confirm: str | None,
+            operator: str | None, runs_dir: Path, as_json: bool) -> int:
     """Run RUNBOOK against INVENTORY, measure RTO/RPO, and record the evidence."""
     options = RunOptions(runbook=runbook, inventory=inventory, mode=mode,
                          declared_at=parse_declared_at(declared_at),
                          extra_vars=parse_extra_vars(extra), yes=yes, confirm=confirm,
-                         operator=operator, runs_dir=runs_dir)
+                         operator=operator, runs_dir=runs_dir, from_step=from_step)
     console = Console(stderr=as_json)
-    with Interrupts() as interrupts, LiveView(console, plain=not console.is_terminal) as view:
+    with Interrupts() as interrupts, LiveView(console, plain=not console.is_terminal) as view, \
+            no_echo(view.interactive and sys.stdin.isatty()):
         interaction = None if yes or not sys.stdin.isatty() else TerminalInteraction(
-            console, operator, view)
+            console, operator, view, cancel=interrupts.cancel)
         result = run_drill(options, handlers=[view], interaction=interaction,
                            cancel=interrupts.cancel, hard_stop=interrupts.hard_stop)
     if as_json:
         click.echo(json.dumps(result.record, indent=2, sort_keys=True, default=str))
     else:
         render_verdict(console, result.record, str(result.run_dir))
+    print_handoff(console, result.run_dir)
     return result.exit_code

@@ -1,5 +1,6 @@
-"""``drdrill validate RUNBOOK... [-i INVENTORY]``: schema and semantic checks, every problem
-as ``file:line:col: message`` on stderr, ``ok: <file> (<n> steps)`` per good file."""
+"""``drdrill validate RUNBOOK... [-i INVENTORY] [-e KEY=VALUE]...``: schema and semantic
+checks, every problem as ``file:line:col: message`` on stderr, ``ok: <file> (<n> steps)`` per
+good file. Without -i, ``{{ name }}`` endpoints cannot be checked: a note says so."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from drdrill.commands.options import extra_vars_option, parse_pairs
 from drdrill.errors import EXIT_BAD_INPUT, EXIT_OK, ValidationFailed
 from drdrill.executors.inventory import load_inventory
 from drdrill.runbook.loader import load_runbook
@@ -15,19 +17,31 @@ from drdrill.runbook.loader import load_runbook
 @click.command()
 @click.argument("runbooks", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-i", "--inventory", type=click.Path(path_type=Path),
-              help="Ansible inventory: every role a step uses must match a host in it.")
-def command(runbooks: tuple[Path, ...], inventory: Path | None) -> int:
+              help="Ansible inventory: every role a step uses must match a host in it, and "
+                   "every {{ name }} in probe/canary options must be defined by its all vars.")
+@extra_vars_option
+def command(runbooks: tuple[Path, ...], inventory: Path | None, extra: tuple[str, ...]) -> int:
     """Check runbooks against the schema and each other (playbooks exist, probes and roles
-    defined, names unique). Exit 2 if any runbook has a problem."""
+    defined, names unique, endpoints resolvable with -i). Exit 2 if any runbook has a problem."""
     inv = load_inventory(inventory) if inventory is not None else None
+    extra_vars = parse_pairs(extra)
     status = EXIT_OK
     for path in runbooks:
         try:
-            runbook = load_runbook(path, inventory=inv)
+            runbook = load_runbook(path, inventory=inv, extra_vars=extra_vars)
         except ValidationFailed as exc:
             for problem in exc.problems:
                 click.echo(problem, err=True)
             status = EXIT_BAD_INPUT
         else:
             click.echo(f"ok: {path} ({len(runbook.steps)} steps)")
+            if inv is None and _templated(runbook.service, runbook.canary,
+                                          runbook.probes, runbook.steps, runbook.rollback):
+                click.echo(f"note: {path}: {{{{ name }}}} endpoints not checked — pass "
+                           "-i INVENTORY to check they resolve", err=True)
     return status
+
+
+def _templated(*parts: object) -> bool:
+    """Whether a built probe/canary still holds ``{{`` (cheap: look at their reprs)."""
+    return any("{{" in repr(part) for part in parts)

@@ -71,11 +71,19 @@ def open_warm_connections(ctx: RunContext) -> Iterator[str | None]:
             report = run_preflight(ctx.runbook, ctx.inventory, pool, ctx.emit)
             if not report.ok:
                 failed = "; ".join(f"{r.host} {r.check}: {r.detail}" for r in report.failures)
-                yield f"preflight failed: {failed}"
-                return
+                if ctx.mode != "incident":
+                    yield f"preflight failed: {failed}"
+                    return
+                # an outage is why incident mode runs: a dead or unreachable host is the
+                # situation, not a reason to refuse; the steps deal with it (fencing)
+                ctx.emit("preflight_ignored", {
+                    "reason": "incident mode",
+                    "failed": [f"{r.host} {r.check}: {r.detail}" for r in report.failures]})
+                down = {r.host for r in report.failures}
+                hosts = [h for h in hosts if h not in down]
             ctx.emit("connections", {
                 "first_connect_s": dict(pool.connect_times),
-                "ansible_warm_up_s": _warm_ansible(ctx, hosts)})
+                "ansible_warm_up_s": _warm_ansible(ctx, hosts) if hosts else None})
         ctx.ssh_pool = pool
         yield None
     finally:

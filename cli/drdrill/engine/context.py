@@ -4,6 +4,7 @@ and the operator interaction. Built once by ``run_drill``; steps only read it.""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,15 +13,30 @@ from typing import Any, Protocol
 from drdrill.events import Event, EventBus
 from drdrill.executors.base import Executor
 from drdrill.executors.inventory import Inventory
+from drdrill.notify.deliver import Notifier
 from drdrill.probes.base import ProbeContext
 from drdrill.runbook.model import Runbook, Step
+
+ACK_CHOICES = ("done", "skip", "abort", "timeout")
+
+
+@dataclass(frozen=True)
+class Acknowledgment:
+    """A person's answer to a manual step: ``choice`` is done, skip, abort, or timeout
+    (nobody answered within the step's timeout); who, when (epoch seconds) and why."""
+
+    choice: str
+    by: str
+    at: float = field(default_factory=time.time)
+    comment: str = ""
 
 
 class Interaction(Protocol):
     """How the engine asks a person something. The CLI implements it with prompts; tests
-    and ``--yes`` with fixed answers. Each returns who answered (``by``) with the answer."""
+    and ``--yes`` with fixed answers. ``acknowledge`` waits at most ``timeout_s`` (None:
+    until answered) and says so with choice ``timeout``; ``gate`` returns (go, by)."""
 
-    def acknowledge(self, step: Step) -> tuple[bool, str]: ...
+    def acknowledge(self, step: Step, timeout_s: float | None) -> Acknowledgment: ...
 
     def gate(self, step: Step) -> tuple[bool, str]: ...
 
@@ -32,8 +48,8 @@ class AutoAnswer:
 
     operator: str
 
-    def acknowledge(self, step: Step) -> tuple[bool, str]:
-        return True, f"{self.operator} (--yes)"
+    def acknowledge(self, step: Step, timeout_s: float | None) -> Acknowledgment:
+        return Acknowledgment("done", f"{self.operator} (--yes)")
 
     def gate(self, step: Step) -> tuple[bool, str]:
         return True, f"{self.operator} (--yes)"
@@ -57,6 +73,7 @@ class RunContext:
     events: list[Event] = field(default_factory=list)
     ssh_pool: Any = None
     ansible_env: dict[str, str] = field(default_factory=dict)
+    notifier: Notifier | None = None
 
     def emit(self, type_: str, data: Mapping[str, Any], at_wall: float | None = None) -> None:
         """Emit now, or at ``at_wall`` mapped onto the run clock (never later than now)."""

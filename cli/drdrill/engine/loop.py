@@ -3,15 +3,19 @@ order with T0 and recovery marks, failure policy, rollback, and the verdict."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from drdrill.engine.background import CanaryWriter, ServiceMonitor
 from drdrill.engine.context import RunContext
+from drdrill.engine.incident import DeferredSetupCanary, build_handoff
 from drdrill.engine.steps import execute_step
 from drdrill.measure.metrics import compute_results
+from drdrill.measure.verdict import decide
 from drdrill.probes.base import make_canary, make_probe
-from drdrill.runbook.model import RollbackPolicy
+from drdrill.runbook.model import RollbackPolicy, Step
 
 
 @dataclass
@@ -27,22 +31,29 @@ class DrillState:
     rollback_done: set[int] = field(default_factory=set)
     rollback_announced: bool = False
     aborted_reason: str | None = None  # set when resuming a run that was rolling back
+    rollback_failed: bool = False  # a rollback step that failed before a resume
 
 
 def _start_background(ctx: RunContext, state: DrillState
                       ) -> tuple[ServiceMonitor | None, CanaryWriter | None]:
     now = ctx.bus.clock.now
+
+    def emit_at(type_: str, data: Mapping[str, Any], at: float) -> None:
+        ctx.bus.emit(type_, data, at=at)  # stamped at the attempt's start
+
     monitor = writer = None
     if ctx.runbook.canary is not None:
         canary = make_canary(ctx.runbook.canary, ctx.probe_context)
-        if not state.resumed:  # a resumed run keeps the store it was writing to
+        if ctx.mode == "incident" and not state.resumed:  # the service may be down now
+            canary = DeferredSetupCanary(canary, lambda: ctx.emit("canary_ready", {}))
+        elif not state.resumed:  # a resumed run keeps the store it was writing to
             canary.setup()
-        writer = CanaryWriter(canary, ctx.runbook.canary.interval_s, ctx.emit, now,
+        writer = CanaryWriter(canary, ctx.runbook.canary.interval_s, emit_at, now,
                               first_seq=state.next_canary_seq)
         writer.start()
     if ctx.runbook.service is not None:
         monitor = ServiceMonitor(make_probe(ctx.runbook.service.probe, ctx.probe_context),
-                                 ctx.runbook.service.interval_s, ctx.emit, now)
+                                 ctx.runbook.service.interval_s, emit_at, now)
         monitor.start()
     return monitor, writer
 
@@ -55,6 +66,13 @@ def declare_t0(ctx: RunContext, declared_at: datetime | None) -> None:
 
 def execute(ctx: RunContext, state: DrillState) -> tuple[str, str | None]:
     """Run the remaining steps; return (status, reason) for run_finished."""
+    if state.rollback_announced:
+        # resumed mid-rollback: the steps, the probes and the canary's read-back are over
+        # (they end before a rollback starts); only the rest of the rollback remains
+        _maybe_rollback(ctx, state, state.aborted_reason)
+        if state.aborted_reason:
+            return "aborted", state.aborted_reason
+        return _verdict(ctx, state.failed)
     monitor, writer = _start_background(ctx, state)
     aborted_reason = state.aborted_reason
     try:
@@ -83,11 +101,16 @@ def _steps(ctx: RunContext, state: DrillState) -> str | None:
             ctx.emit("t0", {"source": "disaster_step", "step": step.name})
             state.t0_seen = True
         if status == "aborted":
+            if ctx.mode == "incident":  # say where things stand and how to continue
+                _hand_off(ctx, state, step, status)
             return ("interrupted by the operator" if ctx.cancel.is_set()
                     else f"step {step.name!r} aborted")
         if status != "ok":
             state.failed.append(step.name)
-            if step.on_failure.value == "abort" or step.disaster:
+            if ctx.mode == "incident" and status != "skipped":
+                return _hand_off(ctx, state, step, status)
+            # a person who skipped a manual step was warned the run cannot pass: go on
+            if (step.on_failure.value == "abort" and status != "skipped") or step.disaster:
                 return f"step {step.name!r} {status}; on_failure: abort"
     return None
 
@@ -101,14 +124,42 @@ def _finish_background(ctx: RunContext, monitor: ServiceMonitor | None,
         monitor.stop()
 
 
+def _hand_off(ctx: RunContext, state: DrillState, step: Step, status: str) -> str:
+    """Incident mode: a failure stops the run and hands control to the person, saying
+    where things stand and how to continue (no automatic rollback)."""
+    handoff = build_handoff(ctx, step, state.done)
+    ctx.emit("incident_handoff", {"index": step.index, "failed_step": handoff.failed_step,
+                                  "status": status, "error": handoff.error,
+                                  "last_completed": handoff.last_completed,
+                                  "continue_command": handoff.continue_command})
+    return f"step {step.name!r} {status}; incident mode: handed over to the operator"
+
+
+def _rollback_wanted(ctx: RunContext) -> bool:
+    """Incident mode: roll back only when a person at the terminal says so (never --yes)."""
+    if ctx.mode != "incident":
+        return True
+    if ctx.auto_answer:
+        ctx.emit("rollback_skipped", {"reason": "incident mode: no automatic rollback"})
+        return False
+    go, by = ctx.interaction.gate(ctx.runbook.rollback[0])
+    ctx.emit("rollback_decision", {"answer": "go" if go else "no-go", "by": by})
+    return go
+
+
 def _maybe_rollback(ctx: RunContext, state: DrillState, aborted_reason: str | None) -> None:
     policy = ctx.runbook.rollback_policy
     if not ctx.runbook.rollback or policy is RollbackPolicy.NEVER:
         return
+    if (not state.rollback_announced and (aborted_reason is not None
+                                          or policy is RollbackPolicy.ALWAYS)
+            and not _rollback_wanted(ctx)):
+        return
     if policy is RollbackPolicy.ON_ABORT and aborted_reason is None:
         return
     if not state.rollback_announced:  # a resumed rollback was announced before the crash
-        ctx.emit("rollback_started", {"reason": aborted_reason or "policy: always"})
+        ctx.emit("rollback_started", {"reason": aborted_reason or "policy: always",
+                                      "after_abort": aborted_reason is not None})
         state.rollback_announced = True
     statuses = []
     for step in ctx.runbook.rollback:
@@ -122,17 +173,13 @@ def _maybe_rollback(ctx: RunContext, state: DrillState, aborted_reason: str | No
     if ctx.hard_stop.is_set():
         ctx.emit("rollback_finished", {"status": "interrupted"})
         return
-    ok = all(s == "ok" for s in statuses)
+    ok = all(s == "ok" for s in statuses) and not state.rollback_failed
     ctx.emit("rollback_finished", {"status": "ok" if ok else "failed"})
 
 
 def _verdict(ctx: RunContext, failed: list[str]) -> tuple[str, str | None]:
+    """The one verdict (measure/verdict.py), from the events as journaled."""
     objectives = ctx.runbook.objectives
     results = compute_results(ctx.events, objectives.rto_s, objectives.rpo_s)
-    missed = [name for name, met in (("RTO", results.rto_met), ("RPO", results.rpo_met))
-              if met is False]
-    if failed or missed:
-        parts = [f"{m} objective missed" for m in missed]
-        parts += [f"step {name!r} failed" for name in failed]
-        return "failed", "; ".join(parts)
-    return "passed", None
+    verdict = decide(results, failed)
+    return verdict.status, verdict.reason

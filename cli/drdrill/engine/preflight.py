@@ -80,12 +80,14 @@ def parse_preflight(raw: Mapping[str, Any] | None) -> PreflightSpec:
     try:
         drift = []
         for i, item in enumerate(raw.get("drift") or [], start=1):
+            if "settings" in item:
+                continue  # compared through the database: engine/readiness.py
             between = tuple(str(r) for r in item["between"])
             if len(between) != 2:
                 raise ValueError(f"drift #{i}: between needs exactly two roles")
             if ("command" in item) == ("argv" in item):
                 raise ValueError(f"drift #{i}: give exactly one of command, argv")
-            on_diff = str(item.get("on_diff", "fail"))
+            on_diff = str(item.get("severity", item.get("on_diff", "fail")))
             if on_diff not in ("fail", "warn"):
                 raise ValueError(f"drift #{i}: on_diff must be fail or warn")
             drift.append(DriftCheck(

@@ -30,13 +30,15 @@ from drdrill.engine.runner import (
     write_outputs,
 )
 from drdrill.engine.safety import check_auto_answer
+from drdrill.engine.snapshot import inventory_unchanged
 from drdrill.errors import BadInput
 from drdrill.events import Clock, Event, EventHandler
 from drdrill.executors.base import Executor
 from drdrill.executors.inventory import Inventory, load_inventory
 from drdrill.executors.proctree import kill_tree, processes_mentioning
 from drdrill.journal.record import RECORD_NAME, journal_last_hash
-from drdrill.journal.store import JOURNAL_NAME, JournalWriter, read_events
+from drdrill.journal.store import JOURNAL_NAME, JournalWriter, parse_lines, read_events
+from drdrill.journal.verify import RunDirEvidence, snapshot_problems
 from drdrill.runbook.loader import load_runbook
 from drdrill.runbook.model import Runbook, Step
 
@@ -45,6 +47,7 @@ from drdrill.runbook.model import Runbook, Step
 class InFlight:
     step: Step
     attempt: int
+    phase: str = "main"  # or "rollback": a rollback step is asked about the same way
 
 
 def _wall_ts(iso: str) -> float:
@@ -58,17 +61,31 @@ def _inputs(run_dir: Path, meta: dict[str, object]) -> tuple[Runbook, Inventory]
     assert isinstance(inputs, dict)
     inv_meta = meta.get("inventory") or {}
     assert isinstance(inv_meta, dict)
+    _check_snapshot(run_dir)
     original = Path(str(inv_meta.get("path", "")))
     inventory = None
-    if original.is_file():
+    if inventory_unchanged(original, run_dir):
         candidate = load_inventory(original)
         if candidate.sha256 == inv_meta.get("sha256"):
             inventory = candidate
     if inventory is None:
         inventory = load_inventory(run_dir / str(inputs.get("inventory")))
+    extra = meta.get("extra_vars") or {}  # -e as journaled: {{ name }} endpoints use them
     runbook = load_runbook(run_dir / str(inputs.get("runbook")), inventory,
-                           playbook_dir=run_dir / "runbook" / "playbooks")
+                           playbook_dir=run_dir / "runbook" / "playbooks",
+                           extra_vars=extra if isinstance(extra, dict) else {}, strict=True)
     return runbook, inventory
+
+
+def _check_snapshot(run_dir: Path) -> None:
+    """Resume runs the steps from the snapshot: refuse to run inputs that are not what the
+    run journaled (an edited vars file would run as if it had been there all along)."""
+    lines = parse_lines((run_dir / JOURNAL_NAME).read_bytes())
+    problems = snapshot_problems(RunDirEvidence(run_dir), lines)
+    if problems:
+        raise BadInput("the run's inputs snapshot (runbook/) is not what the run journaled: "
+                       + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else ""),
+                       hint="restore runbook/ from the evidence bundle, or start a new run")
 
 
 def rebuild_state(events: Sequence[Event], runbook: Runbook, mode: str
@@ -86,6 +103,8 @@ def rebuild_state(events: Sequence[Event], runbook: Runbook, mode: str
             target.add(key[1])
             if key[0] == "main" and data.get("status") not in ("ok", "aborted"):
                 state.failed.append(str(data.get("name")))
+            elif key[0] == "rollback" and data.get("status") != "ok":
+                state.rollback_failed = True
         elif event.type == "t0":
             state.t0_seen = True
         elif event.type == "recovery_started":
@@ -95,13 +114,15 @@ def rebuild_state(events: Sequence[Event], runbook: Runbook, mode: str
             state.next_canary_seq = max(state.next_canary_seq, int(data["seq"]) + 2)
         elif event.type == "rollback_started":
             state.rollback_announced = True
-            state.aborted_reason = str(data.get("reason"))
+            # the policy "always" rolls back a run that did not abort: its verdict stands
+            after_abort = data.get("after_abort", data.get("reason") != "policy: always")
+            state.aborted_reason = str(data.get("reason")) if after_abort else None
     in_flight = None
     for (phase, index), attempt in started.items():
         steps = runbook.steps_for(mode) if phase == "main" else runbook.rollback
         step = next((s for s in steps if s.index == index), None)
-        if step is not None and phase == "main":
-            in_flight = InFlight(step, attempt)
+        if step is not None:
+            in_flight = InFlight(step, attempt, phase)
     return state, in_flight
 
 
@@ -159,12 +180,13 @@ def resume_drill(run_dir: Path, assume: str | None = None,
         ctx.events.extend(events)
         ctx.emit("resumed", {"gap_start_mono": events[-1].mono, "gap_end_mono": clock.now(),
                              "in_flight": in_flight.step.name if in_flight else None,
+                             "in_flight_phase": in_flight.phase if in_flight else None,
                              "decision": decision, "by": operator,
                              "orphans_ended": orphans})
         if in_flight is not None and decision == "done":
             _assume_done(ctx, in_flight, state)
         elif in_flight is not None:
-            _keep_crashed_attempts(run_dir, in_flight.step)
+            _keep_crashed_attempts(run_dir, in_flight)
         _restore_marks(ctx, state)
         return drive(ctx, journal, state)
 
@@ -179,7 +201,8 @@ def _decide(in_flight: InFlight | None, assume: str | None,
         return assume
     if interaction is not None and hasattr(interaction, "ask_took_effect"):
         return "done" if interaction.ask_took_effect(in_flight.step) else "redo"
-    raise BadInput(f"step {in_flight.step.name!r} was running when drdrill died and is not "
+    which = "rollback step" if in_flight.phase == "rollback" else "step"
+    raise BadInput(f"{which} {in_flight.step.name!r} was running when drdrill died and is not "
                    "idempotent: did it take effect?",
                    hint="pass --assume done (it took effect) or --assume redo (run it again)")
 
@@ -187,8 +210,12 @@ def _decide(in_flight: InFlight | None, assume: str | None,
 def _assume_done(ctx: RunContext, in_flight: InFlight, state: DrillState) -> None:
     step = in_flight.step
     ctx.emit("step_finished", {"index": step.index, "name": step.name, "kind": step.kind.value,
-                               "phase": "main", "status": "ok", "attempt": in_flight.attempt,
-                               "error": None, "assumed": "done (operator, on resume)"})
+                               "phase": in_flight.phase, "status": "ok",
+                               "attempt": in_flight.attempt, "error": None,
+                               "assumed": "done (operator, on resume)"})
+    if in_flight.phase == "rollback":
+        state.rollback_done.add(step.index)
+        return
     state.done.add(step.index)
     if step.checkpoint:
         ctx.emit("checkpoint", {"name": step.checkpoint, "step": step.name, "assumed": True})
@@ -248,10 +275,12 @@ def _restore_marks(ctx: RunContext, state: DrillState) -> None:
             state.t0_seen = True
 
 
-def _keep_crashed_attempts(run_dir: Path, step: Step) -> None:
+def _keep_crashed_attempts(run_dir: Path, in_flight: InFlight) -> None:
     """The re-run counts its attempts from 1 again: move the dead run's attempt directories
     aside (``crashed-<k>-attempt-<n>``) so their artifacts are kept, not overwritten."""
-    base = run_dir / "steps" / f"{step.index}-{step.slug}"
+    step = in_flight.step
+    phase_dir = "rollback" if in_flight.phase == "rollback" else "steps"
+    base = run_dir / phase_dir / f"{step.index}-{step.slug}"
     attempts = sorted(base.glob("attempt-*")) if base.is_dir() else []
     k = 1 + sum(1 for _ in base.glob("crashed-*")) if attempts else 0
     for attempt in attempts:

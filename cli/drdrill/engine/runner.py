@@ -19,6 +19,7 @@ from typing import Any
 from drdrill import __version__
 from drdrill.engine.connections import open_warm_connections
 from drdrill.engine.context import AutoAnswer, Interaction, RunContext
+from drdrill.engine.incident import check_from_step, journal_done_outside
 from drdrill.engine.lock import environment_lock
 from drdrill.engine.loop import DrillState, declare_t0, execute
 from drdrill.engine.redact import make_redactor
@@ -31,6 +32,7 @@ from drdrill.executors.inventory import Inventory, load_inventory
 from drdrill.journal.record import build_record, write_record
 from drdrill.journal.store import JOURNAL_NAME, JournalWriter
 from drdrill.journal.verify import write_artifact_sums
+from drdrill.notify.deliver import Notifier
 from drdrill.report import write_reports
 from drdrill.runbook.loader import load_runbook
 from drdrill.runbook.model import MODES, Runbook, StepKind
@@ -47,6 +49,7 @@ class RunOptions:
     confirm: str | None = None
     operator: str | None = None
     runs_dir: Path = Path("runs")
+    from_step: str | None = None  # incident: join half-way, earlier steps done by hand
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,9 @@ def prepare_inputs(options: RunOptions) -> tuple[Runbook, Inventory]:
     if options.declared_at is not None and options.mode != "incident":
         raise BadInput("--declared-at is for --mode incident only")
     inventory = load_inventory(options.inventory)
-    runbook = load_runbook(options.runbook, inventory)
+    runbook = load_runbook(options.runbook, inventory, extra_vars=options.extra_vars,
+                           strict=True)
+    check_from_step(runbook, options.mode, options.from_step)
     return runbook, inventory
 
 
@@ -131,16 +136,19 @@ def run_drill(options: RunOptions, handlers: Sequence[EventHandler] = (),
     run_dir = options.runs_dir / run_id
     with environment_lock(runbook, inventory, run_id, operator):
         run_dir.mkdir(parents=True, mode=0o700)
-        snapshot_inputs(runbook, inventory, run_dir)
+        snapshot = snapshot_inputs(runbook, inventory, run_dir)
         ctx, journal = open_context(
             ContextInputs(runbook, inventory, options.mode, run_dir, operator, interaction,
                           executor, extra_vars, secret_vars),
             Clock(), handlers, cancel, hard_stop)
         _emit_started(ctx, options, run_id, extra_vars)
+        ctx.emit("inputs_snapshot", snapshot.event_data())  # inputs under the chain
         state = DrillState()
         if options.mode == "incident":
             declare_t0(ctx, options.declared_at)
             state.t0_seen = True
+            if options.from_step is not None:
+                journal_done_outside(ctx, options.from_step, state.done)
         return drive(ctx, journal, state)
 
 
@@ -166,10 +174,12 @@ def open_context(inputs: ContextInputs, clock: Clock, handlers: Sequence[EventHa
     bus = EventBus(clock, redact=make_redactor(inputs.secret_vars))
     events: list[Event] = []
     journal = JournalWriter(run_dir / JOURNAL_NAME)
-    bus.subscribe(journal)
-    bus.subscribe(_Collector(events))
+    bus.subscribe(journal, critical=True)
+    bus.subscribe(_Collector(events), critical=True)
     for handler in handlers:
         bus.subscribe(handler)
+    notifier = Notifier(inputs.runbook.notify, bus, inputs.secret_vars)
+    bus.subscribe(notifier)  # last: it only enqueues; delivery runs on its own threads
     ctx = RunContext(runbook=inputs.runbook, inventory=inputs.inventory, mode=inputs.mode,
                      run_dir=run_dir, bus=bus, executor=inputs.executor,
                      interaction=inputs.interaction, operator=inputs.operator,
@@ -178,7 +188,8 @@ def open_context(inputs: ContextInputs, clock: Clock, handlers: Sequence[EventHa
                                  "drdrill_mode": inputs.mode,
                                  "drdrill_run_dir": str(run_dir.resolve())},
                      secret_vars=inputs.secret_vars, cancel=cancel or threading.Event(),
-                     hard_stop=hard_stop or threading.Event(), events=events)
+                     hard_stop=hard_stop or threading.Event(), events=events,
+                     notifier=notifier)
     return ctx, journal
 
 
@@ -190,6 +201,8 @@ def drive(ctx: RunContext, journal: JournalWriter, state: DrillState) -> RunResu
     except Exception as exc:  # recorded, never lost: the journal says what happened
         status, reason = "error", f"{type(exc).__name__}: {exc}"
     ctx.emit("run_finished", {"status": status, "reason": reason})
+    if ctx.notifier is not None:  # bounded grace, then the rest is journaled as given up
+        ctx.notifier.close()
     journal.close()
     return write_outputs(ctx.run_dir, ctx.events, journal.last_hash)
 
@@ -221,6 +234,7 @@ def _emit_started(ctx: RunContext, options: RunOptions, run_id: str,
         "objectives": {"rto_s": runbook.objectives.rto_s, "rpo_s": runbook.objectives.rpo_s},
         "drdrill_version": __version__, "environment": runbook.environment,
         "declared_at": options.declared_at.isoformat() if options.declared_at else None,
+        "from_step": options.from_step,
         "service_interval_s": runbook.service.interval_s if runbook.service else None,
         "canary_interval_s": runbook.canary.interval_s if runbook.canary else None,
         "description": runbook.description, "owner": runbook.owner,

@@ -11,7 +11,9 @@ import time
 from typing import Any
 
 from drdrill.engine.context import RunContext
+from drdrill.events import Event, utc_iso
 from drdrill.executors.base import StepOutcome, StepRequest
+from drdrill.notify.message import message_facts, render
 from drdrill.probes.base import make_probe
 from drdrill.runbook.model import Step, StepKind
 
@@ -56,11 +58,50 @@ def _pause(step: Step, cancel: threading.Event) -> StepOutcome:
 
 
 def _manual(ctx: RunContext, step: Step) -> tuple[StepOutcome, dict[str, Any]]:
-    done, by = ctx.interaction.acknowledge(step)
-    info = {"acknowledged_by": by, "auto": ctx.auto_answer, "instruction": step.instruction}
-    if not done:
-        return StepOutcome("failed", f"not acknowledged by {by}"), info
+    """Timed human work: who owns it, how long it should take, and — past its timeout —
+    an escalation (``manual_overdue``, notified) and a timeout status for on_failure."""
+    who = {"index": step.index, "name": step.name, "what": "manual step", "owner": step.owner,
+           "expected_s": step.expected_s, "timeout_s": step.timeout_s}
+    if not ctx.auto_answer:
+        ctx.emit("gate_waiting", {**who, "instruction": step.instruction})
+    asked = time.monotonic()
+    ack = ctx.interaction.acknowledge(step, step.timeout_s)
+    waited = round(time.monotonic() - asked, 6)
+    info = {"acknowledged_by": ack.by, "acknowledged_at": utc_iso(ack.at), "choice": ack.choice,
+            "comment": ack.comment, "auto": ctx.auto_answer, "instruction": step.instruction,
+            "owner": step.owner, "expected_s": step.expected_s, "waited_s": waited}
+    if ack.choice == "timeout":
+        ctx.emit("manual_overdue", {**who, "waited_s": waited,
+                                    "on_failure": step.on_failure.value})
+        owner = f" (owner: {step.owner})" if step.owner else ""
+        return StepOutcome("timeout", f"not acknowledged within {step.timeout_s:g}s{owner}; "
+                                      "escalated"), info
+    note = f": {ack.comment}" if ack.comment else ""
+    if ack.choice == "skip":
+        return StepOutcome("skipped", f"skipped by {ack.by}{note}"), info
+    if ack.choice == "abort":
+        return StepOutcome("aborted", f"aborted by {ack.by}{note}"), info
     return StepOutcome("ok"), info
+
+
+def _notify(ctx: RunContext, step: Step) -> tuple[StepOutcome, dict[str, Any]]:
+    """Compose the message now; delivery is queued (never waited for). Without targets
+    the message is only journaled, so the record shows what would have been sent."""
+    assert step.notify is not None
+    clock = ctx.bus.clock
+    now = clock.now()
+    facts = message_facts(list(ctx.events), now, clock.wall_at(now))
+    text = render(step.notify.message, facts)
+    data = {"index": step.index, "name": step.name, "message": text}
+    sent_to: list[str] = []
+    if ctx.notifier is not None:
+        sent_to = ctx.notifier.post_message(text, step.notify.targets, facts,
+                                            Event("notify_message", data, clock.wall_at(now),
+                                                  now))
+    ctx.emit("notify_message", {**data, "targets": sent_to,
+                                "delivery": "queued" if sent_to else
+                                "not sent: no notify targets"})
+    return StepOutcome("ok"), {"message": text, "targets": sent_to}
 
 
 def _playbook(ctx: RunContext, step: Step, attempt: int, cancel: threading.Event,
@@ -90,10 +131,15 @@ def _attempt(ctx: RunContext, step: Step, attempt: int, cancel: threading.Event,
         return _wait_for(ctx, step, cancel), None
     if step.kind is StepKind.PAUSE:
         return _pause(step, cancel), None
+    if step.kind is StepKind.NOTIFY:
+        return _notify(ctx, step)
     return _manual(ctx, step)
 
 
 def _gate(ctx: RunContext, step: Step, phase: str) -> bool:
+    if not ctx.auto_answer:
+        ctx.emit("gate_waiting", {"index": step.index, "name": step.name, "what": "gate before",
+                                  "phase": phase, "owner": step.owner})
     go, by = ctx.interaction.gate(step)
     ctx.emit("gate", {"index": step.index, "name": step.name, "phase": phase,
                       "answer": "go" if go else "no-go", "by": by})
@@ -102,7 +148,8 @@ def _gate(ctx: RunContext, step: Step, phase: str) -> bool:
 
 def execute_step(ctx: RunContext, step: Step, phase: str, cancel: threading.Event) -> str:
     """Run ``step`` with retries; journal start, attempts, end and checkpoint. Returns the
-    final status: ok, failed, timeout or aborted."""
+    final status: ok, failed, timeout, skipped (a person skipped a manual step) or
+    aborted."""
     base = {"index": step.index, "name": step.name, "kind": step.kind.value, "phase": phase,
             "verification": step.verification}
     if step.gate and not _gate(ctx, step, phase):
@@ -111,14 +158,14 @@ def execute_step(ctx: RunContext, step: Step, phase: str, cancel: threading.Even
         return "aborted"
     hosts = list(ctx.hosts_for(step))
     outcome = StepOutcome("failed", "not run")
-    manual: dict[str, Any] | None = None
+    manual: dict[str, Any] | None = None  # a person's answer, or a notify step's message
     for attempt in range(1, step.retries + 2):
         ctx.emit("step_started", {**base, "hosts": hosts, "attempt": attempt})
         try:
             outcome, manual = _attempt(ctx, step, attempt, cancel, phase)
         except Exception as exc:  # a broken probe/executor is a failed step, not a crash
             outcome = StepOutcome("failed", f"{type(exc).__name__}: {exc}")
-        if outcome.status in ("ok", "aborted") or attempt > step.retries:
+        if outcome.status in ("ok", "aborted", "skipped") or attempt > step.retries:
             break
         ctx.emit("step_retry", {**base, "attempt": attempt, "error": outcome.error})
         if cancel.wait(step.retry_delay_s):
@@ -127,7 +174,7 @@ def execute_step(ctx: RunContext, step: Step, phase: str, cancel: threading.Even
     finished: dict[str, Any] = {**base, "status": outcome.status, "attempt": attempt,
                                 "error": outcome.error}
     if manual is not None:
-        finished["manual"] = manual
+        finished["notify" if step.kind is StepKind.NOTIFY else "manual"] = manual
     ctx.emit("step_finished", finished)
     if outcome.status == "ok" and step.checkpoint:
         ctx.emit("checkpoint", {"name": step.checkpoint, "step": step.name})

@@ -36,6 +36,9 @@ from drdrill.executors.proctree import cmdline, descendants, kill_tree
 
 PEXPECT_TIMEOUT_S = 0.2
 TASK_CHECKPOINT = re.compile(r"\[checkpoint ([A-Za-z0-9][A-Za-z0-9_.-]*)\]\s*$")
+TASK_FACT = re.compile(r"\[fact ([A-Za-z0-9][A-Za-z0-9_.-]*)\]\s*$")
+T0_TASK = re.compile(r"\[t0\]")  # the fault task: its end is a T0 candidate
+T0_CHECKPOINT = "t0_task"
 RUNNER_SETTINGS = {"pexpect_timeout": PEXPECT_TIMEOUT_S, "suppress_ansible_output": True}
 _RESULT_EVENTS = {
     "runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped",
@@ -110,25 +113,51 @@ class _Attempt:
             self.request.emit("task", payload)
         if name == "runner_on_ok":
             self._task_checkpoint(str(data.get("task", "")), data)
+            self._task_fact(str(data.get("task", "")), data)
         return True
+
+    def _task_fact(self, task: str, data: dict[str, Any]) -> None:
+        """A task named "... [fact NAME]" reports a value measured on the host (its ``msg``,
+        else its ``stdout``) as a ``fact`` event: e.g. the standby's last replayed commit
+        timestamp read just before promotion (the incident RPO bound)."""
+        match = TASK_FACT.search(task)
+        res = data.get("res")
+        if match is None or not isinstance(res, dict) or res.get("_ansible_no_log"):
+            return
+        value = res.get("msg") or res.get("stdout") or ""
+        self.request.emit("fact", {"name": match.group(1), "step": self.request.step.name,
+                                   "index": self.request.step.index, "task": task,
+                                   "host": data.get("host"), "value": str(value)[:500]})
 
     def _task_checkpoint(self, task: str, data: dict[str, Any]) -> None:
         """A task named "... [checkpoint NAME]" stamps NAME at the task's own end (Ansible's
-        timestamp), not at the end of the step: e.g. the instant a restore point is made."""
+        timestamp), not at the end of the step: e.g. the instant a restore point is made.
+        A task marked "[t0]" (the fault itself) stamps ``t0_task`` the same way."""
         match = TASK_CHECKPOINT.search(task)
-        if match is None or match.group(1) in self.stamped:
-            return
-        self.stamped.add(match.group(1))
-        end = data.get("end")
-        at_wall = None
-        if isinstance(end, str):
-            try:
-                at_wall = datetime.fromisoformat(end.replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                at_wall = None
-        self.request.emit("checkpoint", {"name": match.group(1), "step": self.request.step.name,
-                                         "task": task, "host": data.get("host")},
-                          at_wall=at_wall)
+        names = [match.group(1)] if match is not None else []
+        if T0_TASK.search(task):
+            names.append(T0_CHECKPOINT)
+        at_wall = _task_end(data)
+        for name in names:
+            if name in self.stamped:
+                continue
+            self.stamped.add(name)
+            payload = {"name": name, "step": self.request.step.name, "task": task,
+                       "host": data.get("host")}
+            if name == T0_CHECKPOINT:
+                payload["t0"] = True  # measure/metrics.py: T0 = earliest of its candidates
+            self.request.emit("checkpoint", payload, at_wall=at_wall)
+
+
+def _task_end(data: dict[str, Any]) -> float | None:
+    """The task's end as a UTC epoch, from Ansible's own ``end`` timestamp."""
+    end = data.get("end")
+    if isinstance(end, str):
+        try:
+            return datetime.fromisoformat(end.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
 
 
 def _warm_hosts(request: StepRequest) -> dict[str, bool]:
@@ -168,6 +197,9 @@ def _short_msg(res: Any) -> str:
     if res.get("_ansible_no_log"):
         return "(output hidden by no_log)"
     msg = res.get("msg") or res.get("stderr") or ""
+    stderr = str(res.get("stderr") or "").strip()
+    if stderr and msg == "non-zero return code":  # Ansible's generic msg: say what failed
+        msg = f"{msg}: {stderr.splitlines()[0]}"
     return str(msg)[:300]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -24,6 +24,12 @@ class Inventory:
     hosts: tuple[str, ...]
     groups: Mapping[str, tuple[str, ...]]
     host_vars: Mapping[str, Mapping[str, Any]]
+    # the ``all`` group's variables, rendered: what ``{{ name }}`` in a runbook's probe,
+    # canary and named-probe options resolves from (runbook/endpoints.py)
+    all_vars: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # ``all`` variables that could not be rendered now, with Ansible's reason (e.g. the lab's
+    # lab.env.json does not exist yet)
+    unrendered: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def resolve(self, pattern: str) -> list[str]:
         """Hosts matched by ``pattern``: a group, a host, or ``a:b`` unions. Empty if none."""
@@ -66,8 +72,11 @@ def load_inventory(path: Path) -> Inventory:
               for name, group in manager.groups.items()}
     render = _renderer(loader, manager)
     host_vars = {h.name: MappingProxyType(_plain(render(h))) for h in manager.get_hosts()}
+    all_vars, unrendered = _all_vars(loader, manager)
     return Inventory(path=path, sha256=hashlib.sha256(raw).hexdigest(), hosts=hosts,
-                     groups=MappingProxyType(groups), host_vars=MappingProxyType(host_vars))
+                     groups=MappingProxyType(groups), host_vars=MappingProxyType(host_vars),
+                     all_vars=MappingProxyType(all_vars),
+                     unrendered=MappingProxyType(unrendered))
 
 
 @functools.cache
@@ -105,6 +114,36 @@ def _renderer(loader: Any, manager: Any) -> Any:
         return rendered
 
     return render
+
+
+def _all_vars(loader: Any, manager: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``all`` group's variables (the file's ``all: vars:`` and group_vars/all), each
+    rendered with only the other ``all`` variables in scope — no host is involved, so a
+    value naming host facts (``inventory_hostname``) is reported as unrendered."""
+    import sys
+
+    from ansible.template import Templar
+
+    _init_plugins()
+    group = manager.groups.get("all")
+    raw = dict(group.get_vars()) if group is not None else {}
+    scope = {"ansible_playbook_python": sys.executable, **raw}
+    templar = Templar(loader=loader, variables=scope)
+    rendered: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for name, value in raw.items():
+        try:
+            rendered[str(name)] = _plain(templar.template(value))
+        except Exception as exc:  # undefined/lookup errors: say why, keep the raw text
+            rendered[str(name)] = _plain(value)
+            failed[str(name)] = _first_line(exc)
+    return rendered, failed
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text.replace(" Use -vvvvv to see paths searched.", "")
 
 
 _SKIP_VARS = frozenset({"hostvars", "groups", "omit", "vars", "environment",

@@ -11,7 +11,9 @@ from typing import Any
 
 from drdrill.events import Event
 from drdrill.journal.store import GENESIS, iter_lines, line_hash
-from drdrill.measure.metrics import compute_results
+from drdrill.measure.metrics import compute_results, probe_attempts
+from drdrill.measure.split import time_split
+from drdrill.measure.verdict import data_verified
 
 RECORD_NAME = "record.json"
 
@@ -24,7 +26,8 @@ def _step_row(key: tuple[str, int], data: Mapping[str, Any]) -> dict[str, Any]:
             "verification": bool(data.get("verification", False))}
 
 
-def _steps(events: Sequence[Event]) -> list[dict[str, Any]]:
+def step_rows(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The record's ``steps``: one row per (phase, index), from step events."""
     steps: dict[tuple[str, int], dict[str, Any]] = {}
     for event in events:
         if event.type not in ("step_started", "step_finished"):
@@ -48,27 +51,14 @@ def _steps(events: Sequence[Event]) -> list[dict[str, Any]]:
     return list(steps.values())
 
 
-def _data_verified(steps: list[dict[str, Any]], lost_writes: int | None,
-                   has_canary: bool) -> bool | None:
-    """The data verification verdict: every ``verification: true`` step passed; without
-    such steps, no acknowledged canary write was lost. None when there is neither."""
-    checks = [s for s in steps if s.get("verification") and s.get("phase") == "main"]
-    if checks:
-        return all(s.get("status") == "ok" for s in checks)
-    if has_canary:
-        return lost_writes == 0
-    return None
-
-
 def _probe_transitions(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """Up/down changes of the service probe, at attempt starts."""
     transitions: list[dict[str, Any]] = []
     last: bool | None = None
-    for event in events:
-        if event.type == "probe":
-            ok = bool(event.data.get("ok"))
-            if ok != last:
-                transitions.append({"mono": event.mono, "ok": ok})
-                last = ok
+    for start, ok in probe_attempts(events):
+        if ok != last:
+            transitions.append({"mono": start, "ok": ok})
+            last = ok
     return transitions
 
 
@@ -83,7 +73,7 @@ def build_record(events: Sequence[Event], last_hash: str = GENESIS) -> dict[str,
     results = compute_results(events, float(objectives.get("rto_s", 0)),
                               float(objectives.get("rpo_s", 0)))
     checkpoints = [e for e in events if e.type == "checkpoint"]
-    steps = _steps(events)
+    steps = step_rows(events)
     readback = next((e for e in reversed(events) if e.type == "canary_readback"), None)
     return {
         "run_id": meta.get("run_id"),
@@ -101,8 +91,10 @@ def build_record(events: Sequence[Event], last_hash: str = GENESIS) -> dict[str,
         "drdrill_version": meta.get("drdrill_version"),
         "objectives": objectives,
         "results": {**results.as_dict(),
-                    "data_verified": _data_verified(steps, results.lost_writes,
-                                                    results.rpo_met is not None)},
+                    "data_verified": data_verified(steps, results.lost_writes,
+                                                   results.rpo_basis is not None),
+                    "time_split": _time_split(events, results.t0_mono,
+                                              results.service_restored_mono)},
         "checkpoints": {str(e.data.get("name")): e.wall for e in checkpoints},
         "checkpoint_offsets_s": {str(e.data.get("name")): e.mono for e in checkpoints},
         "steps": steps,
@@ -119,8 +111,23 @@ def build_record(events: Sequence[Event], last_hash: str = GENESIS) -> dict[str,
                   "end_mono": e.data.get("gap_end_mono"),
                   "in_flight": e.data.get("in_flight"), "decision": e.data.get("decision")}
                  for e in events if e.type == "resumed"],
+        "background_errors": _errors(events, "background_error", "thread"),
+        "handler_errors": _errors(events, "handler_error", "handler"),
         "journal_last_hash": last_hash,
     }
+
+
+def _errors(events: Sequence[Event], type_: str, who: str) -> list[dict[str, Any]]:
+    """Observer and background-thread failures: shown, since a probe stream that died
+    silently would make an outage look like no data."""
+    return [{"mono": e.mono, who: e.data.get(who), "error": e.data.get("error")}
+            for e in events if e.type == type_]
+
+
+def _time_split(events: Sequence[Event], t0: float | None,
+                restored: float | None) -> dict[str, float] | None:
+    split = time_split(events, t0, restored)
+    return None if split is None else split.as_dict()
 
 
 def journal_last_hash(journal: Path) -> str:

@@ -102,3 +102,20 @@ def iter_lines(path: Path) -> Iterator[JournalLine]:
 
 def read_events(path: Path) -> list[Event]:
     return [line.event() for line in iter_lines(path)]
+
+
+def parse_lines(data: bytes) -> list[JournalLine]:
+    """Complete, parseable lines of a journal held in memory (an evidence bundle's), up to
+    the first torn or unparseable one, as ``iter_lines`` reads a file."""
+    lines = []
+    for number, raw in enumerate(data.splitlines(keepends=True), start=1):
+        if not raw.endswith(b"\n"):
+            break
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            break
+        if not isinstance(body, dict):
+            break
+        lines.append(JournalLine(number, raw, body))
+    return lines

@@ -1,5 +1,11 @@
-"""RTO, RPO, lost writes and downtime — computed from journal events alone (DESIGN.md
-"Measurements"), so every number can be recomputed by anyone holding the journal."""
+"""RTO, RPO, lost writes, downtime and outages — computed from journal events alone
+(DESIGN.md "Measurements"), so every number can be recomputed by anyone holding the journal.
+
+Probe and canary events are stamped at their attempt's *start* (``mono``; older journals
+carry it as ``started_mono``): outages are bracketed by attempt starts, as an independent
+client sees them. T0 is derived here, not taken from the loop's ``t0`` event, because the
+fault's effect (a ``[t0]`` task, the first failed probe) can precede the step's end.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,21 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from drdrill.events import Event
+
+ACKNOWLEDGED = "acknowledged_writes"
+NOT_MEASURED = "not_measured"
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A maximal run of failed probe attempts: first failed start → next passing start
+    (None while it never passed), with the step running when it began."""
+
+    start_s: float
+    end_s: float | None
+    duration_s: float | None
+    step: str | None
+    phase: str | None
 
 
 @dataclass(frozen=True)
@@ -26,25 +47,33 @@ class Results:
     last_failure_mono: float | None
     first_failure_after_t0_mono: float | None
     lost_seqs: tuple[int, ...] = ()
+    t0_source: str | None = None
+    outages: tuple[Outage, ...] = ()
+    rpo_basis: str | None = None  # acknowledged_writes | bound | not_measured
+    rpo_reason: str | None = None
+    rpo_bound_s: float | None = None  # set by measure/bound.py (incident mode)
+    disaster_started_mono: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["lost_seqs"] = list(self.lost_seqs)
+        data["outages"] = [asdict(o) for o in self.outages]
         return data
+
+
+def attempt_start(event: Event) -> float:
+    """When a probe/canary attempt started (its event's mono; ``started_mono`` if given)."""
+    return float(event.data.get("started_mono", event.data.get("sent_mono", event.mono)))
+
+
+def probe_attempts(events: Sequence[Event]) -> list[tuple[float, bool]]:
+    """(start, ok) of every service-probe attempt, in start order."""
+    return sorted((attempt_start(e), bool(e.data.get("ok")))
+                  for e in events if e.type == "probe")
 
 
 def _first(events: Sequence[Event], type_: str) -> Event | None:
     return next((e for e in events if e.type == type_), None)
-
-
-def _service_restored(events: Sequence[Event], recovery_mono: float) -> float | None:
-    for event in events:
-        if event.type != "probe" or not event.data.get("ok"):
-            continue
-        started = float(event.data.get("started_mono", event.mono))
-        if started >= recovery_mono:
-            return event.mono
-    return None
 
 
 def _checkpoint(events: Sequence[Event], name: str) -> float | None:
@@ -52,60 +81,157 @@ def _checkpoint(events: Sequence[Event], name: str) -> float | None:
                  if e.type == "checkpoint" and e.data.get("name") == name), None)
 
 
-def _failures(events: Sequence[Event], start: float, end: float | None) -> list[float]:
-    return [e.mono for e in events if e.type == "probe" and not e.data.get("ok")
-            and e.mono >= start and (end is None or e.mono <= end)]
+def disaster_began(events: Sequence[Event], t0_event: Event) -> float | None:
+    """Start of the (last attempt of the) disaster step that the loop's t0 event names."""
+    name = t0_event.data.get("step")
+    starts = [e.mono for e in events if e.type == "step_started"
+              and e.data.get("phase", "main") == "main" and e.data.get("name") == name
+              and e.mono <= t0_event.mono]
+    return starts[-1] if starts else None
+
+
+def derive_t0(events: Sequence[Event]) -> tuple[float | None, str | None, float | None]:
+    """(T0, t0_source, disaster step start): the earliest of the disaster step's end, its
+    ``[t0]`` task's end and the first failed probe attempt's start after the step began."""
+    t0_event = _first(events, "t0")
+    if t0_event is None:
+        return None, None, None
+    if t0_event.data.get("source") == "declared":
+        return t0_event.mono, "declared", None
+    began = disaster_began(events, t0_event)
+    candidates = [(t0_event.mono, 2, "disaster_step")]
+    if began is not None:
+        step = t0_event.data.get("step")
+        task = next((e.mono for e in events if e.type == "checkpoint" and e.data.get("t0")
+                     and e.data.get("step") == step and e.mono >= began), None)
+        if task is not None:
+            candidates.append((task, 0, "t0_task"))
+        failed = next((start for start, ok in probe_attempts(events)
+                       if not ok and start >= began), None)
+        if failed is not None:
+            candidates.append((failed, 1, "first_failed_probe"))
+    t0, _, source = min(candidates)
+    return t0, source, began
+
+
+def _service_restored(attempts: list[tuple[float, bool]], after: float) -> float | None:
+    return next((start for start, ok in attempts if ok and start >= after), None)
 
 
 def measure_rto(events: Sequence[Event]) -> tuple[float | None, ...]:
     """(t0, recovery_started, service_restored, last_failure, first_failure_after_t0)."""
-    t0_event = _first(events, "t0")
-    if t0_event is None:
+    t0, _source, began = derive_t0(events)
+    if t0 is None:
         return None, None, None, None, None
-    t0 = t0_event.mono
     recovery = _first(events, "recovery_started")
-    recovery_mono = recovery.mono if recovery is not None else t0
-    has_probe = any(e.type == "probe" for e in events)
-    restored = (_service_restored(events, recovery_mono) if has_probe
+    recovery_mono = max(recovery.mono, t0) if recovery is not None else t0
+    attempts = probe_attempts(events)
+    restored = (_service_restored(attempts, recovery_mono) if attempts
                 else _checkpoint(events, "service_restored"))
-    failures = _failures(events, t0, restored)
+    since = t0 if began is None else min(began, t0)
+    failures = [start for start, ok in attempts if not ok and start >= since
+                and (restored is None or start <= restored)]
     return (t0, recovery_mono, restored, failures[-1] if failures else None,
             failures[0] if failures else None)
 
 
-def measure_rpo(events: Sequence[Event]) -> tuple[float | None, int | None, int, int, list[int]]:
-    """(rpo_s, lost_writes, acked_writes, unknown_survived, lost seqs) from the canary."""
+def _running_step(events: Sequence[Event], at: float) -> tuple[str | None, str | None]:
+    """(name, phase) of the step running at ``at``: the latest started whose end (if any)
+    is not before ``at``."""
+    open_steps: dict[tuple[str, int], tuple[float, float | None, str]] = {}
+    for e in events:
+        if e.type not in ("step_started", "step_finished"):
+            continue
+        key = (str(e.data.get("phase", "main")), int(e.data.get("index", 0)))
+        if e.type == "step_started":
+            open_steps[key] = (e.mono, None, str(e.data.get("name")))
+        elif key in open_steps:
+            start, _, name = open_steps[key]
+            open_steps[key] = (start, e.mono, name)
+    running = [(start, key[0], name) for key, (start, end, name) in open_steps.items()
+               if start <= at and (end is None or end >= at)]
+    if not running:
+        return None, None
+    _, phase, name = max(running)
+    return name, phase
+
+
+def measure_outages(events: Sequence[Event]) -> tuple[Outage, ...]:
+    """Every maximal run of failed probe attempts of the run, in time order."""
+    outages: list[Outage] = []
+    start: float | None = None
+    for at, ok in probe_attempts(events):
+        if not ok and start is None:
+            start = at
+        elif ok and start is not None:
+            outages.append(_outage(events, start, at))
+            start = None
+    if start is not None:
+        outages.append(_outage(events, start, None))
+    return tuple(outages)
+
+
+def _outage(events: Sequence[Event], start: float, end: float | None) -> Outage:
+    step, phase = _running_step(events, start)
+    duration = None if end is None else round(end - start, 6)
+    return Outage(round(start, 6), None if end is None else round(end, 6), duration, step,
+                  phase)
+
+
+@dataclass(frozen=True)
+class RpoMeasure:
+    rpo_s: float | None
+    lost_writes: int | None
+    acked: int
+    unknown_survived: int
+    lost_seqs: tuple[int, ...]
+    basis: str | None
+    reason: str | None
+
+
+def measure_rpo(events: Sequence[Event]) -> RpoMeasure:
+    """RPO from the canary's acknowledged writes and its read-back; not measured (nulls with
+    the reason) when the read-back failed or never happened — never "everything lost"."""
     writes = [e for e in events if e.type == "canary_write"]
-    acked = {int(e.data["seq"]): e.mono for e in writes if e.data.get("acked")}
+    acked = {int(e.data["seq"]): attempt_start(e) for e in writes if e.data.get("acked")}
     unacked = {int(e.data["seq"]) for e in writes if not e.data.get("acked")}
     readback = next((e for e in reversed(events) if e.type == "canary_readback"), None)
     if readback is None or not readback.data.get("ok"):
-        return None, None, len(acked), 0, []
+        if not writes and readback is None:
+            return RpoMeasure(None, None, 0, 0, (), None, None)
+        reason = ("no canary read-back in the journal" if readback is None
+                  else str(readback.data.get("detail") or "canary read-back failed"))
+        return RpoMeasure(None, None, len(acked), 0, (), NOT_MEASURED, reason)
     present = {int(s) for s in readback.data.get("present", [])}
     lost = sorted(seq for seq in acked if seq not in present)
     unknown_survived = len(unacked & present)
     if not lost:
-        return 0.0, 0, len(acked), unknown_survived, []
+        return RpoMeasure(0.0, 0, len(acked), unknown_survived, (), ACKNOWLEDGED, None)
     newest_lost = max(lost, key=lambda s: acked[s])
     lost_at = acked[newest_lost]
     survivors_before = [acked[s] for s in acked if s in present and acked[s] < lost_at]
-    if survivors_before:
-        since = max(survivors_before)
-    else:
-        since = min(float(e.data.get("sent_mono", e.mono)) for e in writes)
-    return round(lost_at - since, 6), len(lost), len(acked), unknown_survived, lost
+    since = max(survivors_before) if survivors_before else min(
+        attempt_start(e) for e in writes)
+    return RpoMeasure(round(lost_at - since, 6), len(lost), len(acked), unknown_survived,
+                      tuple(lost), ACKNOWLEDGED, None)
 
 
 def compute_results(events: Sequence[Event], rto_objective: float,
                     rpo_objective: float) -> Results:
     t0, recovery, restored, last_failure, first_failure = measure_rto(events)
+    _, t0_source, began = derive_t0(events)
     rto = None if t0 is None or restored is None else round(restored - t0, 6)
     downtime = None
     if restored is not None:
         downtime = round(restored - first_failure, 6) if first_failure is not None else 0.0
-    rpo, lost, acked, unknown, lost_seqs = measure_rpo(events)
-    has_canary = any(e.type in ("canary_write", "canary_readback") for e in events)
+    rpo = measure_rpo(events)
     rto_met = None if t0 is None else (rto is not None and rto <= rto_objective)
-    rpo_met = None if not has_canary else (rpo is not None and rpo <= rpo_objective)
-    return Results(rto, rpo, lost, downtime, rto_met, rpo_met, acked, unknown, t0, recovery,
-                   restored, last_failure, first_failure, tuple(lost_seqs))
+    rpo_met = None if rpo.rpo_s is None else rpo.rpo_s <= rpo_objective
+    results = Results(rto, rpo.rpo_s, rpo.lost_writes, downtime, rto_met, rpo_met, rpo.acked,
+                      rpo.unknown_survived, t0, recovery, restored, last_failure,
+                      first_failure, rpo.lost_seqs, t0_source=t0_source,
+                      outages=measure_outages(events), rpo_basis=rpo.basis,
+                      rpo_reason=rpo.reason, disaster_started_mono=began)
+    from drdrill.measure.bound import apply_bound  # incident mode; bound imports Results
+
+    return apply_bound(results, events, rpo_objective)

@@ -30,6 +30,11 @@ from drdrill.probes.base import (
 from drdrill.runbook.model import CanarySpec, ProbeSpec
 
 DEFAULT_TABLE = "drdrill_canary"
+
+
+class CanaryUnreadable(DrdrillError):
+    """The canary's store could not be read back by its deadline: RPO is not measured."""
+
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -97,7 +102,7 @@ class PostgresCanary:
     when the commit returned; on any failure the connection is dropped and the next write
     reconnects through the DSN (so it follows the primary). Never retried within a write: a
     failed write's outcome is unknown, and read-back tells. ``read_back`` retries for up to
-    ``max(5, timeout)`` seconds; ``last_error`` says why it returned an empty set.
+    ``max(5, timeout)`` seconds and then raises CanaryUnreadable (``last_error`` says why).
     """
 
     def __init__(self, spec: CanarySpec, context: ProbeContext = NO_CONTEXT) -> None:
@@ -137,6 +142,10 @@ class PostgresCanary:
         return CanaryWrite(seq, True)
 
     def read_back(self) -> set[int]:
+        """Every seq in the table, read from whichever node is writable now (the DSN's
+        ``target_session_attrs``), retried until ``max(5, timeout)`` s have passed. Raises
+        CanaryUnreadable when no writable node answered: an unreadable store is never an
+        empty one, or every acknowledged write would look lost."""
         deadline = time.monotonic() + max(5.0, self.timeout_s)
         while True:
             try:
@@ -148,7 +157,9 @@ class PostgresCanary:
             except Exception as exc:
                 self.last_error = _first_line(exc)
                 if time.monotonic() >= deadline:
-                    return set()
+                    raise CanaryUnreadable(
+                        f"no writable node answered the canary read-back: {self.last_error}"
+                    ) from exc
                 time.sleep(0.2)
 
     def close(self) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from drdrill.journal.store import GENESIS, JOURNAL_NAME, line_hash
+from drdrill.journal.verify import MemoryEvidence, verify_evidence
 from drdrill.report import RECORD_NAME, load_run
 from drdrill.report.data import section
 from drdrill.report.html import render_html
@@ -137,8 +137,9 @@ def _playbooks(doc: dict[str, Any]) -> set[str]:
 
 def verify_bundle(path: Path) -> list[str]:
     """Problems with an evidence bundle, empty when intact: every file listed in SHA256SUMS
-    present with its checksum, no file left uncovered, the journal's hash chain unbroken
-    and ending where the record says."""
+    present with its checksum and no file left uncovered (the bundle's own check), then
+    the same checks as ``drdrill verify`` on a run directory (journal/verify.py: hash chain,
+    record, artifacts, inputs snapshot against its journaled manifest)."""
     try:
         with tarfile.open(path, "r:*") as tar:
             contents, problems = _read_members(tar)
@@ -160,12 +161,7 @@ def verify_bundle(path: Path) -> list[str]:
         elif hashlib.sha256(contents[name]).hexdigest() != expected:
             problems.append(f"checksum mismatch: {name}")
     problems += [f"not covered by {SUMS}: {name}" for name in sorted(set(contents) - listed)]
-    for required in (JOURNAL_NAME, RECORD_NAME):
-        if required not in contents and required not in listed:
-            problems.append(f"missing: {required}")
-    if JOURNAL_NAME in contents:
-        problems += _chain_problems(contents[JOURNAL_NAME], contents.get(RECORD_NAME))
-    return problems
+    return problems + verify_evidence(MemoryEvidence(contents)).problems
 
 
 def _read_members(tar: tarfile.TarFile) -> tuple[dict[str, bytes], list[str]]:
@@ -190,24 +186,3 @@ def _read_members(tar: tarfile.TarFile) -> tuple[dict[str, bytes], list[str]]:
     if len(tops) > 1:
         problems.append(f"more than one top directory: {', '.join(sorted(tops))}")
     return contents, problems
-
-
-def _chain_problems(journal: bytes, record: bytes | None) -> list[str]:
-    problems, prev = [], GENESIS
-    for number, raw in enumerate(journal.splitlines(), start=1):
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            problems.append(f"{JOURNAL_NAME} line {number}: not JSON")
-            break
-        if not isinstance(body, dict) or body.get("prev") != prev:
-            problems.append(f"{JOURNAL_NAME} line {number}: hash chain broken")
-            break
-        prev = line_hash(raw)
-    try:
-        claimed = json.loads(record).get("journal_last_hash") if record else None
-    except (ValueError, AttributeError):
-        claimed = None
-    if isinstance(claimed, str) and claimed != prev and not problems:
-        problems.append(f"{RECORD_NAME}: journal_last_hash does not match {JOURNAL_NAME}")
-    return problems

@@ -73,6 +73,15 @@ class Verdict:
     data_met: bool | None
     data_reasons: tuple[str, ...]
     downtime_s: float | None
+    rpo_basis: str | None = None
+    rpo_reason: str | None = None
+    t0_source: str | None = None
+    rpo_bound_s: float | None = None  # incident mode: an upper bound, never "measured"
+
+    @property
+    def rpo_measured(self) -> bool:
+        """False when the canary store could not be read: no loss figure exists at all."""
+        return self.rpo_basis != "not_measured"
 
     @property
     def met(self) -> bool | None:
@@ -96,7 +105,48 @@ def verdict(record: Record) -> Verdict:
         rpo_target_s=rpo_target, rpo_met=_met(rpo, rpo_target, results.get("rpo_met")),
         lost_writes=lost, data_met=data_met, data_reasons=tuple(reasons),
         downtime_s=num(results.get("downtime_s")),
+        rpo_basis=_opt_text(results.get("rpo_basis")),
+        rpo_reason=_opt_text(results.get("rpo_reason")),
+        t0_source=_opt_text(results.get("t0_source")),
+        rpo_bound_s=num(results.get("rpo_bound_s")),
     )
+
+
+def _opt_text(value: object) -> str | None:
+    return str(value) if isinstance(value, str) and value else None
+
+
+def loss_phrase(v: Verdict) -> str:
+    """What the reports say about lost writes; when RPO was not measured they say so and
+    give no count (an unreadable store is not data loss: DESIGN.md)."""
+    if v.rpo_basis == "bound":
+        return (f"RPO bound (not measured): at most {secs(v.rpo_bound_s)} of commits may be "
+                "lost (T0 minus the promoted standby's last replayed commit)")
+    if not v.rpo_measured:
+        return f"RPO not measured ({v.rpo_reason or 'canary read-back failed'})"
+    return f"{text(v.lost_writes)} acknowledged write(s) lost"
+
+
+@dataclass(frozen=True)
+class OutageView:
+    start_s: float | None
+    end_s: float | None
+    duration_s: float | None
+    step: str
+
+
+def outages(record: Record) -> list[OutageView]:
+    """``results.outages``: every run of failed service-probe attempts."""
+    raw = section(record, "results").get("outages")
+    out: list[OutageView] = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, Mapping):
+            step = text(item.get("step"))
+            if item.get("phase") == "rollback":
+                step += " (rollback)"
+            out.append(OutageView(num(item.get("start_s")), num(item.get("end_s")),
+                                  num(item.get("duration_s")), step))
+    return out
 
 
 def data_verification(record: Record, lost: int | None) -> tuple[bool | None, list[str]]:
@@ -104,6 +154,10 @@ def data_verification(record: Record, lost: int | None) -> tuple[bool | None, li
     passed, or without such steps no acknowledged write lost), with the reasons it failed.
     Records without that field: missed when an acknowledged write was lost."""
     verdict = _flag(section(record, "results").get("data_verified"))
+    if section(record, "results").get("rpo_basis") == "not_measured" and lost is None:
+        reasons = [f"step {step.index} '{step.name}' {step.status}" for step in steps(record)
+                   if step.verification and step.status not in ("ok", NA, "skipped")]
+        return (False, reasons) if reasons else (verdict, [])
     reasons = [f"step {step.index} '{step.name}' {step.status}" for step in steps(record)
                if step.verification and step.status not in ("ok", NA, "skipped")]
     if verdict is None and not reasons:
@@ -195,6 +249,8 @@ def deviations(record: Record) -> list[str]:
         out.append(f"RTO objective missed: {secs(v.rto_s)} > {secs(v.rto_target_s)}")
     if v.rpo_met is False:
         out.append(f"RPO objective missed: {secs(v.rpo_s)} > {secs(v.rpo_target_s)}")
+    if not v.rpo_measured:
+        out.append(loss_phrase(v))
     if v.data_met is False:
         out.append("data verification missed: " + "; ".join(v.data_reasons))
     if v.status not in ("passed", NA):
@@ -212,7 +268,8 @@ def mark(record: Record, key: str, checkpoint: str) -> float | None:
 
 def probe_samples(record: Record, events: Sequence[Event]) -> list[tuple[float, bool]]:
     """(mono, ok) of every service probe result; the record's transitions if no journal."""
-    samples = [(e.mono, bool(e.data.get("ok"))) for e in events if e.type == "probe"]
+    samples = sorted((float(e.data.get("started_mono", e.mono)), bool(e.data.get("ok")))
+                     for e in events if e.type == "probe")  # at attempt starts
     if samples:
         return samples
     raw = record.get("probe_transitions")

@@ -109,8 +109,8 @@ def summary_sentence(v: Verdict) -> str:
     return (f"Run {v.status}: {overall}. RTO {data.secs(v.rto_s)} against "
             f"{data.secs(v.rto_target_s)} ({data.met_word(v.rto_met)}); RPO "
             f"{data.secs(v.rpo_s)} against {data.secs(v.rpo_target_s)} "
-            f"({data.met_word(v.rpo_met)}); {data.text(v.lost_writes)} acknowledged "
-            f"write(s) lost (data verification {data.met_word(v.data_met)}).")
+            f"({data.met_word(v.rpo_met)}); {data.loss_phrase(v)} "
+            f"(data verification {data.met_word(v.data_met)}).")
 
 
 def _tally(v: Verdict) -> str:
@@ -126,7 +126,8 @@ def _tally(v: Verdict) -> str:
 
 def _verdict(record: Record) -> str:
     v = data.verdict(record)
-    lost = NA if v.lost_writes is None else str(v.lost_writes)
+    lost = ("not measured" if not v.rpo_measured
+            else NA if v.lost_writes is None else str(v.lost_writes))
     cards = [
         f'<div class="card {_state(v.met)}"><div class="k">verdict</div>'
         f'<div class="v">{_e(v.status)}</div><div class="t">{_e(_tally(v))}</div>'
@@ -183,6 +184,23 @@ def _deviations(record: Record) -> str:
     return '<ul class="dev">' + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>"
 
 
+def _outages(record: Record) -> str:
+    """Every outage the service probe saw (the failback's planned one too)."""
+    rows = "".join(
+        f'<tr><td class="num">+{_e(data.secs(o.start_s))}</td>'
+        f'<td class="num">{_e(_until(o.end_s))}</td>'
+        f'<td class="num">{_e(data.secs(o.duration_s))}</td><td>{_e(o.step)}</td></tr>'
+        for o in data.outages(record))
+    if not rows:
+        return '<p class="none">No outage recorded by the service probe.</p>'
+    return ('<table class="outages"><thead><tr><th>from</th><th>to</th><th>duration</th>'
+            f'<th>began during step</th></tr></thead><tbody>{rows}</tbody></table>')
+
+
+def _until(end_s: float | None) -> str:
+    return "not restored" if end_s is None else "+" + data.secs(end_s)
+
+
 def _kv_table(rows: Sequence[tuple[str, str]], cls: str) -> str:
     body = "".join(f'<tr><th scope="row">{_e(k)}</th><td class="mono">{_e(v)}</td></tr>'
                    for k, v in rows)
@@ -216,6 +234,7 @@ def render_html(record: Record, events: Sequence[Event]) -> str:
         '<h2 id="timeline">Timeline</h2><div class="panel">'
         f"{render_timeline(record, events)}</div>",
         f'<h2 id="steps">Steps</h2>{_steps_table(record)}',
+        f'<h2 id="outages">Outages</h2>{_outages(record)}',
         f'<h2 id="deviations">Deviations</h2>{_deviations(record)}',
     ]
     if checkpoints:

@@ -53,7 +53,9 @@ def render_junit(record: Record) -> str:
     _objective(suite, "objective.rpo", v.rpo_s, v.rpo_target_s, v.rpo_met)
     case = _case(suite, "verification", "verification.data", None)
     lost = data.text(v.lost_writes)
-    if v.data_met is None:
+    if not v.rpo_measured:  # the store was unreadable: a failure, but not a data loss
+        ET.SubElement(case, "failure", type="not_measured", message=data.loss_phrase(v))
+    elif v.data_met is None:
         ET.SubElement(case, "skipped", message="no canary: lost writes not measured")
     elif not v.data_met:
         ET.SubElement(case, "failure", type="data_lost",

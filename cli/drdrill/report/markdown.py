@@ -57,10 +57,20 @@ def executive_summary(record: Record) -> list[str]:
         f"- **Recovery:** RTO {data.secs(v.rto_s)} vs objective {data.secs(v.rto_target_s)} "
         f"({data.met_word(v.rto_met)}); RPO {data.secs(v.rpo_s)} vs objective "
         f"{data.secs(v.rpo_target_s)} ({data.met_word(v.rpo_met)}); "
-        f"{data.text(v.lost_writes)} acknowledged write(s) lost.",
+        f"{data.loss_phrase(v)}. {_split_line(record)}",
         f"- **Follow-up:** {len(dev)} deviation(s) recorded"
         + (f", first: {_line(dev[0])}." if dev else "; no remediation needed."),
     ]
+
+
+def _split_line(record: Record) -> str:
+    """T0 → service restored split into automated steps, human steps and waiting."""
+    split = data.section(data.section(record, "results"), "time_split")
+    if not split:
+        return "Time to restore: split not measured (no T0 or no restoration)."
+    return (f"Time to restore: automated steps {data.secs(split.get('automated_s'))}, "
+            f"human steps {data.secs(split.get('human_s'))}, waiting "
+            f"{data.secs(split.get('waiting_s'))}.")
 
 
 def _window(record: Record) -> str:
@@ -127,12 +137,17 @@ def render_markdown(record: Record, events: Sequence[Event]) -> str:
     out += _table(("measure", "actual", "objective", "result"), [
         ("RTO", data.secs(v.rto_s), data.secs(v.rto_target_s), data.met_word(v.rto_met)),
         ("RPO", data.secs(v.rpo_s), data.secs(v.rpo_target_s), data.met_word(v.rpo_met)),
-        ("lost writes", v.lost_writes, "0", data.met_word(v.data_met)),
+        ("lost writes", v.lost_writes if v.rpo_measured else "not measured", "0",
+         data.met_word(v.data_met)),
         ("downtime observed", data.secs(v.downtime_s), "", ""),
+        ("T0 set by", v.t0_source, "", ""),
         ("acknowledged writes", results.get("acked_writes"), "", ""),
         ("unacknowledged writes that survived", results.get("unknown_survived"), "", ""),
         ("overall", v.status, "", data.met_word(v.met)),
     ])
+
+    out += ["", "Outages seen by the service probe (every one, planned or not):", ""]
+    out += _outage_table(record)
 
     out += ["", f"## {SECTIONS[7]}", ""]
     devs = data.deviations(record)
@@ -145,3 +160,12 @@ def render_markdown(record: Record, events: Sequence[Event]) -> str:
                   or [("1", "", "", "", "")])
     out += ["", "Sign-off: ______________________  date: ____________", ""]
     return "\n".join(out)
+
+
+def _outage_table(record: Record) -> list[str]:
+    rows = [(data.secs(o.start_s), data.secs(o.end_s) if o.end_s is not None
+             else "not restored", data.secs(o.duration_s), o.step)
+            for o in data.outages(record)]
+    if not rows:
+        return ["None recorded."]
+    return _table(("from +s", "to +s", "duration", "began during step"), rows)

@@ -15,9 +15,12 @@ from types import MappingProxyType
 from typing import Any
 
 from drdrill.runbook.durations import parse_duration
+from drdrill.runbook.endpoints import Bindings, substitute
 from drdrill.runbook.model import (
     MODES,
     CanarySpec,
+    NotifySpec,
+    NotifyTarget,
     Objectives,
     OnFailure,
     ProbeSpec,
@@ -49,8 +52,9 @@ def _integral(key: str, value: Any) -> Any:
 
 
 class _Builder:
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, bindings: Bindings | None = None) -> None:
         self.source = source
+        self.bindings = bindings  # {{ name }} in probe/canary options → inventory values
         self.problems: list[Problem] = []
 
     def duration(self, value: Any, path: list[PathItem], default: float) -> float:
@@ -68,7 +72,8 @@ class _Builder:
         return seconds
 
     def probe(self, spec: dict[str, Any], path: list[PathItem], name: str = "") -> ProbeSpec:
-        options = {k: _integral(k, copy.deepcopy(v)) for k, v in spec.items()
+        options = {k: _integral(k, substitute(copy.deepcopy(v), self.bindings))
+                   for k, v in spec.items()
                    if k not in ("type", "timeout")}
         return ProbeSpec(
             type=spec["type"], options=MappingProxyType(options), name=name,
@@ -105,7 +110,21 @@ class _Builder:
             idempotent=bool(raw.get("idempotent", kind in _IDEMPOTENT_KINDS)),
             verification=bool(raw.get("verification", False)),
             gate=bool(raw.get("gate", False)),
+            notify=(NotifySpec(raw["notify"]["message"],
+                               tuple(raw["notify"].get("targets") or ()))
+                    if kind is StepKind.NOTIFY else None),
+            owner=raw.get("owner"),
+            expected_s=(self.duration(raw["expected"], [*path, "expected"], 0.0)
+                        if "expected" in raw else None),
         )
+
+    def notify_targets(self, raws: list[Any]) -> tuple[NotifyTarget, ...]:
+        return tuple(NotifyTarget(
+            url=raw["url"], name=raw.get("name") or f"target-{i + 1}",
+            format=raw.get("format", "json"), events=tuple(raw.get("events") or ()),
+            headers_secret=raw.get("headers_secret"),
+            timeout_s=self.duration(raw.get("timeout"), ["notify", i, "timeout"], 5.0),
+            retries=int(raw.get("retries", 3))) for i, raw in enumerate(raws))
 
     def steps(self, raws: list[Any], prefix: list[PathItem],
               probes: Mapping[str, ProbeSpec]) -> tuple[Step, ...]:
@@ -125,7 +144,7 @@ class _Builder:
                                          DEFAULT_SERVICE_INTERVAL_S))
         if "canary" in data:
             raw = data["canary"]
-            options = {k: copy.deepcopy(v) for k, v in raw.items()
+            options = {k: substitute(copy.deepcopy(v), self.bindings) for k, v in raw.items()
                        if k not in ("type", "interval", "timeout")}
             canary = CanarySpec(
                 type=raw["type"], options=MappingProxyType(options),
@@ -151,11 +170,13 @@ class _Builder:
             rollback_policy=RollbackPolicy(rollback.get("policy", "on-abort")),
             playbook_dir=playbook_dir,
             preflight=MappingProxyType(copy.deepcopy(data.get("preflight") or {})),
+            notify=self.notify_targets(data.get("notify") or []),
         )
 
 
-def build_runbook(source: Source, playbook_dir: Path) -> tuple[Runbook, list[Problem]]:
+def build_runbook(source: Source, playbook_dir: Path,
+                  bindings: Bindings | None = None) -> tuple[Runbook, list[Problem]]:
     """The model for valid ``source`` data, with any duration problems found on the way."""
-    builder = _Builder(source)
+    builder = _Builder(source, bindings)
     runbook = builder.runbook(playbook_dir)
     return runbook, builder.problems

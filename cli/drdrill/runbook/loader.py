@@ -6,11 +6,14 @@ to do``; nothing but :class:`~drdrill.errors.ValidationFailed` ever leaves this 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from drdrill.errors import ValidationFailed
 from drdrill.executors.inventory import Inventory
 from drdrill.runbook.build import build_runbook
+from drdrill.runbook.endpoints import make_bindings, template_problems
 from drdrill.runbook.model import Runbook
 from drdrill.runbook.schema import schema_problems
 from drdrill.runbook.semantic import semantic_problems
@@ -25,9 +28,14 @@ def default_playbook_dir(runbook_path: Path) -> Path:
 
 
 def load_runbook(path: Path, inventory: Inventory | None = None,
-                 playbook_dir: Path | None = None) -> Runbook:
+                 playbook_dir: Path | None = None, *,
+                 extra_vars: Mapping[str, Any] | None = None,
+                 strict: bool = False) -> Runbook:
     """The runbook at ``path`` as a :class:`Runbook`; raise ValidationFailed listing every
-    problem. With ``inventory``, every role a step uses must resolve to at least one host."""
+    problem. With ``inventory``, every role a step uses must resolve to at least one host,
+    and ``{{ name }}`` in probe/canary options is resolved from its all vars, the runbook's
+    vars and ``extra_vars`` (-e); ``strict`` (about to use the endpoints: run, preflight)
+    also refuses names with no usable value now (unrendered, secret not supplied)."""
     path = Path(path)
     playbooks = (playbook_dir if playbook_dir is not None
                  else default_playbook_dir(path)).absolute()
@@ -40,8 +48,12 @@ def load_runbook(path: Path, inventory: Inventory | None = None,
     taken = {(p.line, p.col) for p in problems}  # an odd value needs no second message
     problems.extend(p for p in schema_problems(source) if (p.line, p.col) not in taken)
     problems.extend(semantic_problems(source, inventory, playbooks))
+    bindings = (make_bindings(source.data, inventory, extra_vars, strict)
+                if inventory is not None else None)
+    if bindings is not None:
+        problems.extend(template_problems(source, bindings))
     if not problems:
-        runbook, problems = build_runbook(source, playbooks)
+        runbook, problems = build_runbook(source, playbooks, bindings)
         if not problems:
             return runbook
     problems.sort(key=lambda p: (p.line, p.col))
@@ -49,10 +61,12 @@ def load_runbook(path: Path, inventory: Inventory | None = None,
 
 
 def validate_runbook(path: Path, inventory: Inventory | None = None,
-                     playbook_dir: Path | None = None) -> list[str]:
+                     playbook_dir: Path | None = None, *,
+                     extra_vars: Mapping[str, Any] | None = None) -> list[str]:
     """Every problem of the runbook at ``path`` as ``file:line:col: message`` (empty = valid)."""
     try:
-        load_runbook(path, inventory=inventory, playbook_dir=playbook_dir)
+        load_runbook(path, inventory=inventory, playbook_dir=playbook_dir,
+                     extra_vars=extra_vars)
     except ValidationFailed as exc:
         return list(exc.problems)
     return []

@@ -24,6 +24,7 @@ class StepKind(StrEnum):
     WAIT_FOR = "wait_for"
     MANUAL = "manual"
     PAUSE = "pause"
+    NOTIFY = "notify"
 
 
 class OnFailure(StrEnum):
@@ -76,6 +77,28 @@ class CanarySpec:
 
 
 @dataclass(frozen=True)
+class NotifyTarget:
+    """A webhook the run's events and notify steps are posted to (drdrill.notify)."""
+
+    url: str
+    name: str = ""
+    format: str = "json"  # json | slack
+    events: tuple[str, ...] = ()
+    headers_secret: str | None = None  # a ``secrets:`` name sent as a bearer token
+    timeout_s: float = 5.0  # one delivery attempt
+    retries: int = 3
+
+
+@dataclass(frozen=True)
+class NotifySpec:
+    """A notify step: a templated message (``str.format_map`` placeholders) for targets
+    named in ``targets`` (all targets when empty)."""
+
+    message: str
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Step:
     """One step of a runbook (or of its rollback). ``index`` is 1-based within its list."""
 
@@ -100,6 +123,9 @@ class Step:
     idempotent: bool = False
     gate: bool = False
     verification: bool = False  # counts toward the run's data verification verdict
+    notify: NotifySpec | None = None
+    owner: str | None = None  # manual steps: who is expected to carry them out
+    expected_s: float | None = None  # manual steps: how long they should take
 
     @property
     def slug(self) -> str:
@@ -131,6 +157,7 @@ class Runbook:
     rollback_policy: RollbackPolicy = RollbackPolicy.ON_ABORT
     playbook_dir: Path = field(default_factory=lambda: Path("playbooks"))
     preflight: Mapping[str, Any] = field(default_factory=lambda: EMPTY)  # parsed by engine
+    notify: tuple[NotifyTarget, ...] = ()
 
     @property
     def disaster_step(self) -> Step | None:

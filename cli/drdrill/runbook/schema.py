@@ -20,7 +20,7 @@ from jsonschema.exceptions import best_match
 from drdrill.runbook.durations import DURATION_PATTERN
 from drdrill.runbook.source import PathItem, Problem, Source, show, type_name
 
-STEP_KINDS = ("playbook", "probe", "wait_for", "manual", "pause")
+STEP_KINDS = ("playbook", "probe", "wait_for", "manual", "pause", "notify")
 
 _TYPE_WORDS = {
     "object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",

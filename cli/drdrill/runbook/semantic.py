@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from drdrill.executors.inventory import Inventory
+from drdrill.notify.checks import notify_problems
 from drdrill.runbook.source import PathItem, Problem, Source, json_path, show
 
 
@@ -40,6 +41,7 @@ def semantic_problems(source: Source, inventory: Inventory | None,
     checker = _StepChecker(source, inventory, playbook_dir, probes, roles, seen)
     for path, step in _steps(data):
         out.extend(checker.check(path, step))
+    out.extend(notify_problems(source, _steps(data)))
     return out
 
 

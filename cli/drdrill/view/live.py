@@ -46,6 +46,7 @@ class ViewState:
     unacked: int = 0
     restored_after: float | None = None  # seconds from T0 to the first pass after it
     recovering: bool = False
+    prompt: tuple[str, ...] = ()  # a question drawn inside the live display, last line typed
 
 
 class LiveView:
@@ -68,6 +69,15 @@ class LiveView:
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
             self._live.stop()
+
+    @property
+    def interactive(self) -> bool:
+        """Whether the display redraws itself (a terminal), so prompts can live inside it."""
+        return self._live is not None
+
+    def set_prompt(self, lines: tuple[str, ...]) -> None:
+        """Show a question below the table; the display keeps ticking while it waits."""
+        self.state.prompt = lines
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -140,7 +150,8 @@ class LiveView:
             table.add_row(label, row.name, row.kind, row.hosts,
                           Text(status, style=_STATUS_STYLE.get(row.status, "")),
                           format_duration(elapsed) if elapsed is not None else "")
-        return Group(table, self._status_line())
+        prompt = [Text(line, style="bold") for line in s.prompt]
+        return Group(table, self._status_line(), *prompt)
 
     def _status_line(self) -> Group:
         s = self.state
@@ -175,6 +186,7 @@ def _plain_line(event: Event) -> str | None:
         return f"checkpoint {d['name']}"
     if event.type == "t0":
         return f"T0 ({d['source']})"
-    if event.type in ("rollback_started", "rollback_finished", "gate", "step_retry"):
+    if event.type in ("rollback_started", "rollback_finished", "gate", "step_retry",
+                      "gate_waiting", "manual_overdue", "notify_message", "notify_gave_up"):
         return f"{event.type.replace('_', ' ')}: {d}"
     return None

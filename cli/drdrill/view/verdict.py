@@ -38,9 +38,35 @@ def render_verdict(console: Console, record: dict[str, Any], run_dir: str) -> No
                   _met(results.get("rpo_met")))
     console.print(table)
     lost = results.get("lost_writes")
-    console.print(f"  lost writes: {'n/a' if lost is None else lost} of "
-                  f"{results.get('acked_writes', 0)} acknowledged; downtime observed: "
-                  f"{_seconds(results.get('downtime_s'))}", markup=False)
+    if results.get("rpo_basis") == "bound":  # incident: the database's bound, not measured
+        console.print(f"  RPO bound: {_seconds(results.get('rpo_bound_s'))} (a bound, not "
+                      "measured: T0 minus the promoted standby's last replayed commit)",
+                      style="bold yellow", markup=False)
+    if results.get("rpo_basis") == "not_measured":  # an unreadable store is not a loss
+        console.print(f"  RPO not measured: {results.get('rpo_reason')}; "
+                      f"{results.get('acked_writes', 0)} writes acknowledged",
+                      style="bold yellow", markup=False)
+    else:
+        console.print(f"  lost writes: {'n/a' if lost is None else lost} of "
+                      f"{results.get('acked_writes', 0)} acknowledged", markup=False)
+    console.print(f"  downtime observed: {_seconds(results.get('downtime_s'))}; T0 set by "
+                  f"{results.get('t0_source') or 'n/a'}", markup=False)
+    for outage in results.get("outages") or []:
+        end = outage.get("end_s")
+        console.print(f"  outage +{_seconds(outage.get('start_s'))} → "
+                      f"{'not restored' if end is None else '+' + _seconds(end)} "
+                      f"({_seconds(outage.get('duration_s'))}) during "
+                      f"{outage.get('step') or 'no step'}", markup=False)
+    for err in [*record.get("background_errors", []), *record.get("handler_errors", [])]:
+        who = err.get("thread") or err.get("handler")
+        console.print(f"  background error in {who}: {err.get('error')}", style="yellow",
+                      markup=False)
+    split = results.get("time_split")
+    if split:
+        console.print(f"  T0 → service restored: automated steps "
+                      f"{_seconds(split.get('automated_s'))}, human steps "
+                      f"{_seconds(split.get('human_s'))}, waiting "
+                      f"{_seconds(split.get('waiting_s'))}", markup=False)
     steps = Table(box=None, padding=(0, 2))
     for col in ("step", "status", "duration", "attempts"):
         steps.add_column(col)

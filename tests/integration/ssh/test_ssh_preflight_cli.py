@@ -1,4 +1,4 @@
-"""`drdrill preflight` through the real console script: table, exit 0 / 1 / 2."""
+"""`drdrill preflight` through the real console script: table, exit 0 / 2 (not ready, bad input)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_preflight_command_exit_codes(ssh_hosts: NetnsHarness, tmp_path: Path) -
     ssh_hosts.known_hosts.write_text(
         f"{ssh_hosts.address('db2')} {ssh_hosts.host('db2').host_public_key}\n")
     done = _cli("preflight", str(runbook), "-i", inventory, cwd=tmp_path)
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr  # not ready: DESIGN.md exit 2
     assert "FAIL" in done.stdout and ssh_hosts.host("db1").fingerprint[:20] in done.stdout
 
     done = _cli("preflight", str(runbook), "-i", inventory, "--accept-new-host-keys",

@@ -1,0 +1,54 @@
+"""The verdict of a completed run — computed here and only here (the loop journals it in
+``run_finished``; the record, the reports and the terminal read it from there).
+
+Exit status 1 (DESIGN.md) covers an objective or verification missed *or not measurable*:
+an unreadable canary store is "RPO not measured", a failure, and never a data loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from drdrill.measure.metrics import NOT_MEASURED, Results
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # passed | failed
+    reasons: tuple[str, ...]
+
+    @property
+    def reason(self) -> str | None:
+        return "; ".join(self.reasons) if self.reasons else None
+
+
+def data_verified(steps: Sequence[Mapping[str, Any]], lost_writes: int | None,
+                  has_canary: bool) -> bool | None:
+    """Every main ``verification: true`` step passed; without such steps, no acknowledged
+    canary write was lost. None when neither applies (or the loss was not measured)."""
+    checks = [s for s in steps if s.get("verification") and s.get("phase") == "main"]
+    if checks:
+        return all(s.get("status") == "ok" for s in checks)
+    if has_canary and lost_writes is not None:
+        return lost_writes == 0
+    return None
+
+
+def decide(results: Results, failed_steps: Sequence[str]) -> Verdict:
+    """passed only when nothing failed and nothing that was asked for went unmeasured.
+    A failed ``verification: true`` step is a failed step (the data verification); lost
+    writes within the RPO objective are the objective's business, not a second verdict."""
+    reasons: list[str] = []
+    if results.rto_met is False:
+        reasons.append("RTO objective missed")
+    if results.rpo_met is False:
+        reasons.append("RPO objective missed")
+    if results.rpo_basis == "bound" and results.rpo_met is None:
+        reasons.append(f"RPO not measured (incident): its bound {results.rpo_bound_s:g}s "
+                       "is above the objective")
+    if results.rpo_basis == NOT_MEASURED:
+        reasons.append(f"RPO not measured: {results.rpo_reason or 'canary read-back failed'}")
+    reasons += [f"step {name!r} failed" for name in failed_steps]
+    return Verdict("failed" if reasons else "passed", tuple(reasons))
