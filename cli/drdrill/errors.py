@@ -9,6 +9,8 @@ EXIT_OK = 0
 EXIT_MISSED = 1
 EXIT_BAD_INPUT = 2
 EXIT_ABORTED = 3
+EXIT_BUG = 70  # drdrill's own bug (sysexits EX_SOFTWARE), never the user's bad input
+ERROR_FILE = "error.txt"  # a run's traceback when drdrill itself failed
 
 
 class DrdrillError(Exception):

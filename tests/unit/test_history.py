@@ -139,3 +139,23 @@ def test_history_command_formats(runs_dir: Path, tmp_path: Path) -> None:
     assert html.exit_code == 0 and out.read_text().startswith("<!DOCTYPE html>")
     empty = runner.invoke(command, ["--runs-dir", str(tmp_path / "none")])
     assert empty.exit_code == 0 and "no runs" in empty.output
+
+
+def test_filter_by_runbook_path_as_typed(runs_dir: Path) -> None:
+    """`history --runbook drills/postgres-restore.yml` (a path, any spelling) finds its runs."""
+    for query in ("drills/postgres-restore.yml", "./drills/postgres-restore.yml",
+                  "/elsewhere/drills/postgres-restore.yml"):
+        assert [r.run_id for r in collect_history(runs_dir, query)] == \
+            ["q4-restore", "q2-restore"], query
+    assert collect_history(runs_dir, "drills/nope.yml") == []
+
+
+def test_trend_excludes_aborted_and_error_runs() -> None:
+    def row(run_id: str, date: str, rto: float, status: str) -> HistoryRow:
+        return HistoryRow(run_id, date, "rb", "drill", rto, 60.0, 0.0, 0.0, 0, None, status)
+
+    rows = [row("d", "2025-04", 1.0, "error"), row("c", "2025-03", 2.0, "aborted"),
+            row("b", "2025-02", 30.0, "passed"), row("a", "2025-01", 20.0, "failed")]
+    got = trend(rows)["rb"]
+    assert got.latest_rto_s == 30.0 and got.previous_rto_s == 20.0  # not 1.0 after 2.0
+    assert got.direction == "worse" and len(got.sparkline) == 2

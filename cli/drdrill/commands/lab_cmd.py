@@ -1,4 +1,4 @@
-"""``drdrill lab up|status|down``: the embedded PostgreSQL lab (primary + hot standby)."""
+"""``drdrill lab up|status|repair|down``: the embedded PostgreSQL lab (primary + hot standby)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,17 @@ from typing import Any, TypeVar
 
 import click
 
-from drdrill.lab import LabConfig, LabStatus, default_lab_dir, lab_down, lab_status, lab_up
+from drdrill.lab import (
+    LabConfig,
+    LabStatus,
+    default_lab_dir,
+    lab_down,
+    lab_status,
+    lab_up,
+    read_env,
+)
 from drdrill.lab.config import PRIMARY_PORT, STANDBY_PORT
+from drdrill.lab.repair import lab_repair
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,7 +60,7 @@ def up(lab_dir: Path | None, primary_port: int, standby_port: int) -> int:
     status = lab_up(config)
     _render(status)
     click.echo(f"\nready in {time.monotonic() - started:.1f}s" if status.healthy
-               else "\nthe lab is up but not healthy (see above)")
+               else "\nthe lab is up but not healthy (see above); next: drdrill lab repair")
     click.echo("service DSN: host=127.0.0.1,127.0.0.1 "
                f"port={_ports(status)} dbname=drdrill user=postgres "
                "target_session_attrs=read-write")
@@ -74,7 +83,26 @@ def status_(lab_dir: Path | None, primary_port: int, standby_port: int, as_json:
         click.echo(json.dumps(status.to_json(), indent=2))
     else:
         _render(status)
+        if not status.healthy and read_env(_config(lab_dir, primary_port, standby_port)):
+            click.echo("  next: drdrill lab repair")
     return 0 if status.healthy else 1
+
+
+@command.command("repair")
+@_lab_options
+def repair(lab_dir: Path | None, primary_port: int, standby_port: int) -> int:
+    """Return an interrupted lab to pg1 primary -> pg2 streaming standby, from any state a
+    drill can leave it in, keeping the data of the node clients last wrote to; says what it
+    does, step by step, then shows the status. Exit 0 when healthy, else 1."""
+    steps = iter(range(1, 100))
+    status = lab_repair(_config(lab_dir, primary_port, standby_port),
+                        lambda text: click.echo(f"{next(steps)}. {text}"))
+    click.echo("")
+    _render(status)
+    healthy = status.healthy and not status.swapped
+    click.echo("\nthe lab is healthy: pg1 primary, pg2 streaming" if healthy
+               else "\nthe lab is still not healthy (see above)")
+    return 0 if healthy else 1
 
 
 @command.command("down")
@@ -106,7 +134,7 @@ def _render(status: LabStatus) -> None:
         click.echo(f"  {node.name:<5} {node.role:<11} {node.port:>5} {pid:>7}  "
                    f"{(replication or node.detail):<28} {lag}")
     if status.swapped:
-        click.echo("  note: roles are swapped (pg2 is the primary); playbooks/pg-failback.yml "
+        click.echo("  note: roles are swapped (pg2 is the primary); drdrill lab repair "
                    "returns pg1 to primary")
     for note in status.notes:
         click.echo(f"  note: {note}")

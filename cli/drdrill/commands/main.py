@@ -4,18 +4,20 @@ arguments, calls one core function, renders, and maps errors to exit codes."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import tempfile
 import traceback
 
 import click
 
 from drdrill import __version__
-from drdrill.errors import DrdrillError
+from drdrill.errors import EXIT_BUG, DrdrillError
 
 # one module per command: drdrill.commands.<name>_cmd exposing ``command``
 _COMMANDS = (
     "validate", "plan", "preflight", "run", "resume", "report", "history",
-    "verify", "lab", "demo", "schema",
+    "verify", "lab", "demo", "schema", "exercise",
 )
 
 
@@ -61,9 +63,21 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(3)
-    except Exception:
-        if debug:
-            raise
-        click.echo("internal error (run again with --debug for the traceback):", err=True)
-        click.echo(f"  {sys.exc_info()[1]!r}", err=True)
-        sys.exit(2)
+    except Exception:  # drdrill's own bug, never the user's bad input: exit 70
+        _report_bug(debug)
+        sys.exit(EXIT_BUG)
+
+
+def _report_bug(debug: bool) -> None:
+    """Print the traceback (--debug) or keep it in a file and say where: outside a run
+    there is no run directory for it (a run's own bug goes to <run dir>/error.txt)."""
+    text = traceback.format_exc()
+    click.echo(f"internal error (a drdrill bug, please report it): {sys.exc_info()[1]!r}",
+               err=True)
+    if debug:
+        click.echo(text, err=True)
+        return
+    fd, path = tempfile.mkstemp(prefix="drdrill-error-", suffix=".txt")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    click.echo(f"  traceback: {path} (or run again with --debug)", err=True)

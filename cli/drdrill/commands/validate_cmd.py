@@ -11,6 +11,7 @@ import click
 from drdrill.commands.options import extra_vars_option, parse_pairs
 from drdrill.errors import EXIT_BAD_INPUT, EXIT_OK, ValidationFailed
 from drdrill.executors.inventory import load_inventory
+from drdrill.exercise.manifest import is_manifest_file, load_manifest
 from drdrill.runbook.loader import load_runbook
 
 
@@ -27,6 +28,9 @@ def command(runbooks: tuple[Path, ...], inventory: Path | None, extra: tuple[str
     extra_vars = parse_pairs(extra)
     status = EXIT_OK
     for path in runbooks:
+        if is_manifest_file(path):
+            status = max(status, _validate_manifest(path))
+            continue
         try:
             runbook = load_runbook(path, inventory=inv, extra_vars=extra_vars)
         except ValidationFailed as exc:
@@ -40,6 +44,19 @@ def command(runbooks: tuple[Path, ...], inventory: Path | None, extra: tuple[str
                 click.echo(f"note: {path}: {{{{ name }}}} endpoints not checked — pass "
                            "-i INVENTORY to check they resolve", err=True)
     return status
+
+
+def _validate_manifest(path: Path) -> int:
+    """A joint-exercise manifest (``kind: exercise``): its schema and checks."""
+    try:
+        manifest = load_manifest(path)
+    except ValidationFailed as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        return EXIT_BAD_INPUT
+    click.echo(f"ok: {path} (exercise {manifest.id}, {len(manifest.participants)} "
+               "participants)")
+    return EXIT_OK
 
 
 def _templated(*parts: object) -> bool:

@@ -266,3 +266,23 @@ def check_database(runbook: Runbook, inventory: Inventory,
         for check in settings_checks(runbook.preflight):
             ready.settings(primary, standby, check)
     return ready.results
+
+
+def service_endpoint_problems(runbook: Runbook, inventory: Inventory) -> list[str]:
+    """Why the service is down, one line per endpoint of its PostgreSQL DSN, or [] when an
+    endpoint accepts writes (or the service is not PostgreSQL: nothing to say)."""
+    dsn = _service_dsn(runbook)
+    if dsn is None:
+        return []
+    problems = []
+    for endpoint in endpoints_of(dsn, inventory, runbook_hosts(runbook, inventory)):
+        try:
+            with psycopg.connect(endpoint.dsn, autocommit=True) as conn:
+                row = conn.execute("select pg_is_in_recovery()").fetchone()
+        except psycopg.Error as exc:
+            problems.append(f"{endpoint.label} does not answer: {_first_line(exc)}")
+            continue
+        if row is not None and not row[0]:
+            return []
+        problems.append(f"{endpoint.label} is a standby (read-only)")
+    return problems

@@ -10,6 +10,7 @@ import getpass
 import os
 import secrets
 import threading
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,10 +26,12 @@ from drdrill.engine.loop import DrillState, declare_t0, execute
 from drdrill.engine.redact import make_redactor
 from drdrill.engine.safety import check_auto_answer, check_can_run
 from drdrill.engine.snapshot import snapshot_inputs
-from drdrill.errors import EXIT_ABORTED, EXIT_MISSED, EXIT_OK, BadInput
+from drdrill.errors import ERROR_FILE, EXIT_ABORTED, EXIT_BUG, EXIT_MISSED, EXIT_OK, BadInput
 from drdrill.events import Clock, Event, EventBus, EventHandler
 from drdrill.executors.base import Executor
 from drdrill.executors.inventory import Inventory, load_inventory
+from drdrill.exercise.runlink import ExerciseRun, prepare_exercise
+from drdrill.exercise.signing import sign_run
 from drdrill.journal.record import build_record, write_record
 from drdrill.journal.store import JOURNAL_NAME, JournalWriter
 from drdrill.journal.verify import write_artifact_sums
@@ -50,6 +53,9 @@ class RunOptions:
     operator: str | None = None
     runs_dir: Path = Path("runs")
     from_step: str | None = None  # incident: join half-way, earlier steps done by hand
+    exercise: Path | None = None  # joint exercise manifest: stamp, shared T0, sign
+    participant: str | None = None
+    exercise_key: Path | None = None  # else $DRDRILL_EXERCISE_KEY
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,15 @@ def prepare_inputs(options: RunOptions) -> tuple[Runbook, Inventory]:
     return runbook, inventory
 
 
+def prepare_exercise_run(options: RunOptions, runbook: Runbook) -> ExerciseRun | None:
+    if options.exercise is None:
+        if options.participant is not None:
+            raise BadInput("--participant is for --exercise runs only")
+        return None
+    return prepare_exercise(options.exercise, options.participant, options.exercise_key,
+                            runbook)
+
+
 def run_drill(options: RunOptions, handlers: Sequence[EventHandler] = (),
               interaction: Interaction | None = None, executor: Executor | None = None,
               cancel: threading.Event | None = None,
@@ -119,6 +134,7 @@ def run_drill(options: RunOptions, handlers: Sequence[EventHandler] = (),
     executed) or Aborted (safety gate) before anything runs; after that, every outcome is
     recorded in the journal and returned, never raised."""
     runbook, inventory = prepare_inputs(options)
+    exercise = prepare_exercise_run(options, runbook)
     operator = options.operator or getpass.getuser()
     needs_person = any(s.kind is StepKind.MANUAL or s.gate for s in runbook.steps)
     check_can_run(runbook, inventory, options.confirm, options.yes)
@@ -132,6 +148,8 @@ def run_drill(options: RunOptions, handlers: Sequence[EventHandler] = (),
     merged = {**runbook.vars, **options.extra_vars}
     extra_vars, secret_vars = secret_split(runbook, merged)
 
+    if options.mode == "drill":
+        check_service_up(runbook, inventory)  # nothing runs, no run dir: exit 2
     run_id = new_run_id(runbook)
     run_dir = options.runs_dir / run_id
     with environment_lock(runbook, inventory, run_id, operator):
@@ -141,15 +159,34 @@ def run_drill(options: RunOptions, handlers: Sequence[EventHandler] = (),
             ContextInputs(runbook, inventory, options.mode, run_dir, operator, interaction,
                           executor, extra_vars, secret_vars),
             Clock(), handlers, cancel, hard_stop)
-        _emit_started(ctx, options, run_id, extra_vars)
+        _emit_started(ctx, options, run_id, extra_vars, exercise)
         ctx.emit("inputs_snapshot", snapshot.event_data())  # inputs under the chain
         state = DrillState()
+        shared_t0 = exercise.declared_t0 if exercise else None
         if options.mode == "incident":
-            declare_t0(ctx, options.declared_at)
+            declare_t0(ctx, options.declared_at or shared_t0)
             state.t0_seen = True
             if options.from_step is not None:
                 journal_done_outside(ctx, options.from_step, state.done)
-        return drive(ctx, journal, state)
+        elif shared_t0 is not None:  # the exercise's T0 comes first: the metrics use it
+            declare_t0(ctx, shared_t0)
+        result = drive(ctx, journal, state)
+    if exercise is not None:
+        sign_run(result.run_dir, exercise.key)
+    return result
+
+
+def check_service_up(runbook: Runbook, inventory: Inventory) -> None:
+    """A drill starts from a working service: when no endpoint of its PostgreSQL service
+    DSN accepts writes, nothing is executed and no run is created (it would pollute history
+    with an 'aborted' run of no steps). The message names EACH endpoint and why."""
+    from drdrill.engine.readiness import service_endpoint_problems
+
+    problems = service_endpoint_problems(runbook, inventory)
+    if problems:
+        raise BadInput("the service is down at the start of the drill: "
+                       + "; ".join(problems),
+                       hint="bring it back first (the lab: drdrill lab status)")
 
 
 @dataclass(frozen=True)
@@ -200,11 +237,20 @@ def drive(ctx: RunContext, journal: JournalWriter, state: DrillState) -> RunResu
             status, reason = execute(ctx, state) if ready is None else ("aborted", ready)
     except Exception as exc:  # recorded, never lost: the journal says what happened
         status, reason = "error", f"{type(exc).__name__}: {exc}"
+        write_error_file(ctx.run_dir)
     ctx.emit("run_finished", {"status": status, "reason": reason})
     if ctx.notifier is not None:  # bounded grace, then the rest is journaled as given up
         ctx.notifier.close()
     journal.close()
     return write_outputs(ctx.run_dir, ctx.events, journal.last_hash)
+
+
+def write_error_file(run_dir: Path) -> Path:
+    """drdrill's own bug: the traceback of the exception being handled goes to
+    <run dir>/error.txt (exit 70), for a bug report; the journal keeps the one-line reason."""
+    path = run_dir / ERROR_FILE
+    path.write_text(traceback.format_exc())
+    return path
 
 
 def write_outputs(run_dir: Path, events: Sequence[Event], last_hash: str) -> RunResult:
@@ -214,13 +260,13 @@ def write_outputs(run_dir: Path, events: Sequence[Event], last_hash: str) -> Run
     write_artifact_sums(run_dir)
     write_record(run_dir, record)
     write_reports(run_dir)  # never raises: a report problem must not lose the record
-    exit_code = {"passed": EXIT_OK, "failed": EXIT_MISSED}.get(str(record["status"]),
-                                                              EXIT_ABORTED)
+    exit_code = {"passed": EXIT_OK, "failed": EXIT_MISSED,
+                 "error": EXIT_BUG}.get(str(record["status"]), EXIT_ABORTED)
     return RunResult(run_dir.name, run_dir, str(record["status"]), exit_code, record)
 
 
 def _emit_started(ctx: RunContext, options: RunOptions, run_id: str,
-                  extra_vars: Mapping[str, Any]) -> None:
+                  extra_vars: Mapping[str, Any], exercise: ExerciseRun | None = None) -> None:
     runbook = ctx.runbook
     plan = [{"index": s.index, "name": s.name, "kind": s.kind.value,
              "hosts": list(ctx.hosts_for(s)), "timeout_s": s.timeout_s,
@@ -235,6 +281,7 @@ def _emit_started(ctx: RunContext, options: RunOptions, run_id: str,
         "drdrill_version": __version__, "environment": runbook.environment,
         "declared_at": options.declared_at.isoformat() if options.declared_at else None,
         "from_step": options.from_step,
+        "exercise": exercise.stamp() if exercise else None,
         "service_interval_s": runbook.service.interval_s if runbook.service else None,
         "canary_interval_s": runbook.canary.interval_s if runbook.canary else None,
         "description": runbook.description, "owner": runbook.owner,

@@ -79,6 +79,7 @@ class _Attempt:
     stamped: set[str] = field(default_factory=set)
     first_task_s: dict[str, float] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
+    failure: str | None = None  # the first failing task's own reason (not ignore_errors)
 
     def __post_init__(self) -> None:
         self.secrets = secret_strings(self.request.secret_vars)
@@ -110,6 +111,7 @@ class _Attempt:
                 payload["duration_s"] = data["duration"]
             if name == "runner_on_failed" or name == "runner_on_unreachable":
                 payload["msg"] = _short_msg(data.get("res", {}))
+                self._note_failure(name, data, payload["msg"])
             self.request.emit("task", payload)
         if name == "runner_on_ok":
             self._task_checkpoint(str(data.get("task", "")), data)
@@ -128,6 +130,15 @@ class _Attempt:
         self.request.emit("fact", {"name": match.group(1), "step": self.request.step.name,
                                    "index": self.request.step.index, "task": task,
                                    "host": data.get("host"), "value": str(value)[:500]})
+
+    def _note_failure(self, name: str, data: dict[str, Any], msg: str) -> None:
+        """Keep the first real failure's reason: a step's error must say why, not only
+        'playbook failed (rc=2)'. Failures under ignore_errors do not fail the step."""
+        if self.failure is not None or data.get("ignore_errors"):
+            return
+        what = "unreachable" if name == "runner_on_unreachable" else "failed"
+        self.failure = (f"task {str(data.get('task', '')).strip()!r} {what} on "
+                        f"{data.get('host')}: {msg or 'no message'}")
 
     def _task_checkpoint(self, task: str, data: dict[str, Any]) -> None:
         """A task named "... [checkpoint NAME]" stamps NAME at the task's own end (Ansible's
@@ -256,7 +267,9 @@ class _PreparedPlaybook:
             return StepOutcome("aborted", "cancelled", runner.rc)
         if runner.status == "successful":
             return StepOutcome("ok", None, runner.rc)
-        return StepOutcome("failed", f"playbook {runner.status} (rc={runner.rc})", runner.rc)
+        status = f"playbook {runner.status} (rc={runner.rc})"
+        error = f"{attempt.failure} [{status}]" if attempt.failure else status
+        return StepOutcome("failed", error, runner.rc)
 
 
 def scrub_step_dir(step_dir: Path, secret_vars: Mapping[str, Any]) -> None:

@@ -204,6 +204,18 @@ def snapshot_problems(evidence: Evidence, lines: list[JournalLine]) -> list[str]
     return problems
 
 
+def signature_problems(evidence: Evidence, last_hash: str) -> list[str]:
+    """An exercise run's ``record.sig`` (when present) against record.json and the journal's
+    last hash, with the key it names; which key is right is checked by ``exercise merge``."""
+    from drdrill.exercise.signing import SIG_NAME
+    from drdrill.exercise.signing import signature_problems as check
+
+    raw = evidence.read(SIG_NAME)
+    if raw is None:
+        return []
+    return check(raw, evidence.read(RECORD_NAME), last_hash, evidence.where(SIG_NAME))
+
+
 def verify_evidence(evidence: Evidence) -> VerifyReport:
     """Every check above, on the files of one run."""
     report = VerifyReport()
@@ -215,6 +227,7 @@ def verify_evidence(evidence: Evidence) -> VerifyReport:
     lines = parse_lines(journal)
     if last_hash is not None:
         _check_record(evidence, lines, last_hash, report)
+        report.problems += signature_problems(evidence, last_hash)
     _check_artifacts(evidence, report)
     report.problems += snapshot_problems(evidence, lines)
     return report

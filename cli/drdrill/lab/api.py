@@ -207,8 +207,7 @@ def _start_existing(nodes: tuple[Node, Node]) -> list[str]:
         if not node.configured_standby and any(o.status().role == "primary" for o in others):
             notes.append(f"{node.name} not started: another node is the primary and "
                          f"{node.name} has no standby.signal (it would be a second primary); "
-                         f"rewind it into a standby: ansible-playbook -i inventory.example.yml "
-                         f"playbooks/pg-rewind.yml -e drdrill_hosts={node.name}")
+                         "make it a standby of the primary: drdrill lab repair")
             continue
         node.start()
     primary = next((n for n in nodes if n.status().role == "primary"), None)
@@ -242,8 +241,7 @@ def _status(cfg: LabConfig, bin_dir: Path | None, user: OsUser,
     extra = [] if any(n.initialized for n in nodes) else [
         f"no lab in {cfg.lab_dir} yet: drdrill lab up"]
     extra += [f"{n.name} is fenced (drdrill.fenced); make it a standby of the primary: "
-              f"ansible-playbook -i inventory.example.yml playbooks/pg-rewind.yml "
-              f"-e drdrill_hosts={n.name}" for n in nodes if (n.data / "drdrill.fenced").exists()]
+              "drdrill lab repair" for n in nodes if (n.data / "drdrill.fenced").exists()]
     return LabStatus(cfg.lab_dir, tuple(states), bin_dir, user.name, tuple([*notes, *extra]))
 
 

@@ -51,7 +51,7 @@ def build_bundle(run_dir: Path, out: Path, runbook_root: Path | None = None) -> 
         rel = path.relative_to(run_dir).as_posix()
         if path.is_symlink():
             notes.append(f"{rel}: symbolic link not included")
-        elif path.is_file() and rel not in REGENERATED and not path.name.endswith(".tmp"):
+        elif path.is_file() and rel not in REGENERATED and not _own_temp(rel):
             files[rel] = path
     if RECORD_NAME not in files:
         files[RECORD_NAME] = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
@@ -77,6 +77,13 @@ def build_bundle(run_dir: Path, out: Path, runbook_root: Path | None = None) -> 
             tar.addfile(info, io.BytesIO(data))
     os.replace(tmp, out)
     return out
+
+
+def _own_temp(rel: str) -> bool:
+    """drdrill's half-written top-level files (``record.json.tmp``). A ``.tmp`` under
+    steps/ is a step artifact (ansible-runner's, left by a process killed mid-write): it is
+    listed in ARTIFACTS.sha256 and kept as evidence of the crash."""
+    return rel.endswith(".tmp") and "/" not in rel
 
 
 def _sha(content: bytes | Path) -> str:

@@ -81,7 +81,7 @@ def collect_history(runs_dir: Path, runbook: str | None = None) -> list[HistoryR
         if record is None:
             continue
         row = row_from_record(record, entry.name)
-        if runbook is None or runbook in _names(record, row):
+        if runbook is None or _wanted(runbook, _names(record, row)):
             rows.append(row)
     rows.sort(key=lambda r: (r.date if r.date != data.NA else "", r.run_id), reverse=True)
     return rows
@@ -94,6 +94,13 @@ def _names(record: data.Record, row: HistoryRow) -> set[str]:
     if isinstance(path, str) and path:
         names |= {path, Path(path).name, Path(path).stem}
     return names
+
+
+def _wanted(query: str, names: set[str]) -> bool:
+    """``--runbook`` as a name, or as a path of the runbook file in any spelling
+    (drills/x.yml, ./drills/x.yml, /abs/drills/x.yml): a path matches by its file name."""
+    given = Path(query)
+    return query in names or (given.suffix in (".yml", ".yaml") and given.name in names)
 
 
 def sparkline(values: list[float | None]) -> str:
@@ -133,11 +140,13 @@ def trend(rows: list[HistoryRow]) -> dict[str, Trend]:
     out = {}
     for name, group in by_runbook.items():
         oldest_first = sorted(group, key=lambda r: (r.date, r.run_id))
-        measured = [r.rto_s for r in oldest_first if r.rto_s is not None]
+        # an aborted or errored run's RTO (if any) is not a drill result: not in the trend
+        counted = [r for r in oldest_first if r.status in ("passed", "failed")]
+        measured = [r.rto_s for r in counted if r.rto_s is not None]
         latest = measured[-1] if measured else None
         previous = measured[-2] if len(measured) > 1 else None
         out[name] = Trend(name, direction(latest, previous), latest, previous,
-                          len(group), sparkline([r.rto_s for r in oldest_first]))
+                          len(group), sparkline([r.rto_s for r in counted]))
     return out
 
 

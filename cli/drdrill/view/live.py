@@ -188,5 +188,14 @@ def _plain_line(event: Event) -> str | None:
         return f"T0 ({d['source']})"
     if event.type in ("rollback_started", "rollback_finished", "gate", "step_retry",
                       "gate_waiting", "manual_overdue", "notify_message", "notify_gave_up"):
-        return f"{event.type.replace('_', ' ')}: {d}"
+        return f"{event.type.replace('_', ' ')}: {_plain_data(d)}"
     return None
+
+
+def _plain_data(d: dict[str, Any]) -> str:
+    """An event's data as text for a person (never a Python dict repr): the reason or the
+    status alone when that is all there is, else key=value pairs."""
+    for key in ("reason", "status", "text"):
+        if key in d and len(d) == 1:
+            return str(d[key])
+    return ", ".join(f"{k}={v}" for k, v in d.items() if v is not None and v != "")

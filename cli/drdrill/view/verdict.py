@@ -75,4 +75,28 @@ def render_verdict(console: Console, record: dict[str, Any], run_dir: str) -> No
         steps.add_row(Text(str(label)), str(step.get("status")), _seconds(step.get("duration_s")),
                       str(step.get("attempts")))
     console.print(steps)
+    for step in record.get("steps", []):  # why, in the failing task's own words
+        if step.get("error") and step.get("status") != "ok":
+            console.print(f"  {step['name']}: {step['error']}", style="red", markup=False)
     console.print(f"  run directory: {run_dir}", markup=False)
+    for line in _next_commands(record, run_dir):
+        console.print(f"  next: {line}", style="bold", markup=False)
+
+
+def _next_commands(record: dict[str, Any], run_dir: str) -> list[str]:
+    """What to run after a run that did not complete: every abort says where to go next."""
+    status = str(record.get("status"))
+    if status == "error":
+        return [f"a drdrill bug: the traceback is in {run_dir}/error.txt — please report it"]
+    if status != "aborted":
+        return []
+    rollback = [s for s in record.get("steps", []) if s.get("phase") == "rollback"]
+    bad = [s for s in rollback if s.get("status") != "ok"]
+    if bad:
+        return [f"the rollback did not finish ({bad[0]['name']}: {bad[0].get('status')}): "
+                "bring the environment back by hand (the lab: drdrill lab repair)"]
+    if not rollback:
+        return ["no rollback ran: check the environment (the lab: drdrill lab status, "
+                "drdrill lab repair)"]
+    return ["rolled back; check the environment before the next run "
+            "(the lab: drdrill lab status)"]
