@@ -3,7 +3,8 @@
 - ``pg_inventory`` writes an inventory shaped like inventory.example.yml (the same groups
   ``postgres`` > ``primary``/``standby`` and the same pg_* variables) whose only
   differences are connection details — ``ansible_host``, key, known_hosts, user — and
-  where the harness put PostgreSQL (data dirs, port, addresses).
+  where the harness put PostgreSQL (data dirs, port, addresses), plus the ``service_dsn``
+  the shipped runbooks' probes use, so tests run drills/*.yml unedited.
 - ``render_drill`` copies a runbook from tests/fixtures/drills into a work dir with the
   harness's subnet in its DSNs, beside a ``playbooks`` symlink to the repository's
   playbooks/ (the runbook then runs the real playbooks, not copies).
@@ -71,6 +72,10 @@ def pg_inventory(harness: NetnsHarness, pg: PgPair, path: Path,
             "pg_archive": str(pg.dir / "archive"),
             "pg_backup_dir": str(pg.dir / "basebackup"),
             "lab_dir": str(pg.dir),
+            # what the shipped runbooks' probes dial ({{ service_dsn }}): both hosts, the
+            # writable one wins; tcp_user_timeout bounds a kept connection whose peer
+            # vanished without a RST (a partition), else the canary waits minutes for TCP
+            "service_dsn": service_dsn(pg),
         },
         "children": {"postgres": {"children": {
             "primary": {"hosts": {pg.primary.host: host(pg.primary)}},
@@ -80,6 +85,13 @@ def pg_inventory(harness: NetnsHarness, pg: PgPair, path: Path,
     path.write_text("# inventory.example.yml over SSH to the tests/harness namespace hosts\n"
                     + yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def service_dsn(pg: PgPair, dbname: str = DBNAME) -> str:
+    """The multi-host DSN of the pair, following the writable node."""
+    return (f"host={pg.primary.address},{pg.standby.address} "
+            f"port={pg.primary.port},{pg.standby.port} dbname={dbname} user={PG_USER} "
+            "target_session_attrs=read-write connect_timeout=1 tcp_user_timeout=1000")
 
 
 def create_database(pg: PgPair, dbname: str = DBNAME) -> None:

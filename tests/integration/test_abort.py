@@ -128,7 +128,7 @@ def test_rollback_policy(name: str, code: int, status: str, rolled_back: bool,
     if rolled_back:
         assert [(s["name"], s["status"]) for s in rollback] == [("tidy up", "ok")]
         assert [e.data for e in events if e.type == "rollback_started"] == [
-            {"reason": "policy: always"}]
+            {"reason": "policy: always", "after_abort": False}]
     else:
         assert rollback == []
         assert not [e for e in events if e.type.startswith("rollback")]

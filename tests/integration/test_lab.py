@@ -25,7 +25,7 @@ from drdrill.probes.postgres import PostgresCanary, PostgresProbe
 from drdrill.runbook.model import CanarySpec, ProbeSpec
 from labkit import skip_without_postgres
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.lab]
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "ansible-playbook"

@@ -35,7 +35,7 @@ from drdrill.events import Event
 from drdrill.lab import LabConfig, LabStatus, lab_down, lab_status, lab_up, service_dsn
 from labkit import skip_without_postgres
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.lab]
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_DRILLS = ROOT / "tests" / "fixtures" / "drills"

@@ -14,8 +14,13 @@ import pytest
 
 import fixtures.make_fixture_run as fx
 from drdrill.exercise.keys import keygen, load_private, read_public_file
-from drdrill.exercise.manifest import (DEFAULT_CHECKS, Manifest, Participant, load_manifest,
-                                       write_manifest)
+from drdrill.exercise.manifest import (
+    DEFAULT_CHECKS,
+    Manifest,
+    Participant,
+    load_manifest,
+    write_manifest,
+)
 from drdrill.exercise.merge import merge_results
 from drdrill.exercise.report import report_document, write_reports
 from drdrill.exercise.signing import sign_run
@@ -85,8 +90,8 @@ def twenty(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     # 13-14: two acknowledged writes lost -> verify_data and rpo failed
     for name in names[12:14]:
         sources[name] = exercise_run(runs, name, keys[name], lost=2)
-    # 15: service back at 52 s -> RTO 40 s > 30 s failed
-    sources["firm-15"] = exercise_run(runs, "firm-15", keys["firm-15"], restored=52.0)
+    # 15: service back at 52.5 s -> RTO 40.5 s > 30 s failed
+    sources["firm-15"] = exercise_run(runs, "firm-15", keys["firm-15"], restored=52.5)
     # 16: tampered record (one byte), 17: signed with firm-01's key, 18: another exercise,
     # 19: outside the window, 20: unsigned
     tampered = exercise_run(runs, "firm-16", keys["firm-16"])
@@ -112,7 +117,7 @@ def test_merge_refuses_exactly_the_bad_results_each_with_its_reason(twenty: dict
     assert refused[str(sources["firm-16"])][0] == "tampered"
     assert "record.json" in refused[str(sources["firm-16"])][1]
     assert refused[str(sources["firm-17"])][0] == "wrong key"
-    assert refused[str(sources["firm-18"])] [0] == "foreign"
+    assert refused[str(sources["firm-18"])][0] == "foreign"
     assert "ex-other" in refused[str(sources["firm-18"])][1]
     assert refused[str(sources["firm-19"])][0] == "out of window"
     assert refused[str(sources["firm-20"])][0] == "unsigned"
@@ -135,13 +140,13 @@ def test_merge_reports_exactly_the_right_matrix(twenty: dict) -> None:
     assert matrix == expected
     rows = {row["participant"]: row for row in doc["matrix"]}
     assert rows["firm-01"]["rto_s"] == pytest.approx(17.5)  # restored 29.5 - T0 12.0
-    assert rows["firm-15"]["rto_s"] == pytest.approx(40.0)
+    assert rows["firm-15"]["rto_s"] == pytest.approx(40.5)
     agg = doc["aggregate"]
     assert agg["participants"] == 20 and agg["results_accepted"] == 15
     assert agg["completed_pct"]["reach_backup_site"] == 75.0
     assert agg["completed_pct"]["verify_data"] == 65.0  # 13 of 20
     assert agg["completed_pct"]["rto"] == 70.0  # 14 of 20
-    assert agg["rto_s"]["n"] == 15 and agg["rto_s"]["max"] == pytest.approx(40.0)
+    assert agg["rto_s"]["n"] == 15 and agg["rto_s"]["max"] == pytest.approx(40.5)
     assert agg["rto_s"]["median"] == pytest.approx(17.5)
 
 

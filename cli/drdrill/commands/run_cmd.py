@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -50,6 +51,8 @@ class Interrupts:
         self.cancel = threading.Event()
         self.hard_stop = threading.Event()
         self._previous: dict[int, object] = {}
+        # told at once (the live view shows "stopping: ..."); True on the second signal
+        self.listener: Callable[[bool], None] | None = None
 
     def __enter__(self) -> Interrupts:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -60,6 +63,8 @@ class Interrupts:
         if self.cancel.is_set():
             self.hard_stop.set()
         self.cancel.set()
+        if self.listener is not None:
+            self.listener(self.hard_stop.is_set())
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
@@ -121,6 +126,7 @@ def command(runbook: Path, inventory: Path, mode: str, declared_at: str | None,
     console = Console(stderr=as_json)
     with Interrupts() as interrupts, LiveView(console, plain=not console.is_terminal) as view, \
             no_echo(view.interactive and sys.stdin.isatty()):
+        interrupts.listener = view.interrupted
         interaction = None if yes or not sys.stdin.isatty() else TerminalInteraction(
             console, operator, view, cancel=interrupts.cancel)
         result = run_drill(options, handlers=[view], interaction=interaction,

@@ -79,8 +79,14 @@ def execute(ctx: RunContext, state: DrillState) -> tuple[str, str | None]:
         if aborted_reason is None:
             aborted_reason = _steps(ctx, state)
     finally:
-        _finish_background(ctx, monitor, writer)
+        read_ok = _finish_background(ctx, monitor, writer)
         _maybe_rollback(ctx, state, aborted_reason)
+        if writer is not None and not read_ok and state.rollback_announced:
+            # interrupted with no primary up (e.g. Ctrl-C during promotion): the rollback
+            # brought one back, so the canary can be read now; the last read-back counts
+            ok, present, detail = writer.read_back()
+            ctx.emit("canary_readback", {"ok": ok, "present": present,
+                                         "detail": f"after the rollback: {detail}"})
     if aborted_reason:
         return "aborted", aborted_reason
     return _verdict(ctx, state.failed)
@@ -116,12 +122,15 @@ def _steps(ctx: RunContext, state: DrillState) -> str | None:
 
 
 def _finish_background(ctx: RunContext, monitor: ServiceMonitor | None,
-                       writer: CanaryWriter | None) -> None:
+                       writer: CanaryWriter | None) -> bool:
+    """Read the canary back and stop the probes; False when the read-back failed."""
+    ok = True
     if writer is not None:
         ok, present, detail = writer.read_back()
         ctx.emit("canary_readback", {"ok": ok, "present": present, "detail": detail})
     if monitor is not None:
         monitor.stop()
+    return ok
 
 
 def _hand_off(ctx: RunContext, state: DrillState, step: Step, status: str) -> str:

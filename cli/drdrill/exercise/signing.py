@@ -88,7 +88,7 @@ def signature_problems(sig_raw: bytes, record_raw: bytes | None, last_hash: str,
         return [f"{where}: signed a different journal (its last hash is not the journal's)"]
     if not signature_valid(public, sig.signature, message(record_raw, last_hash)):
         if expected_key is not None and expected_key != sig.public_key:
-            return [f"{where}: wrong key: not signed with the manifest's key for "
+            return [f"{where}: not signed with the manifest's key for "
                     f"{sig.participant!r}"]
         return [f"{where}: signature does not match record.json and the journal "
                 "(record edited after signing)"]

@@ -193,8 +193,18 @@ def lab_up(config: LabConfig) -> LabStatus:
         _clone_standby(second, first)
         second.start()
     else:
+        _refuse_without_primary(nodes)
         notes += _start_existing(nodes)
     return _wait_healthy(cfg, bin_dir, user, tuple(notes), timeout=20.0)
+
+
+def _refuse_without_primary(nodes: tuple[Node, Node]) -> None:
+    """Both nodes set up as standbys (an interrupted drill can leave each streaming from the
+    other): starting them would report a lab with no primary as up. Refuse and say why."""
+    if all(n.initialized and n.configured_standby for n in nodes) and \
+            not any(n.status().role == "primary" for n in nodes):
+        raise LabError("pg1 and pg2 are both standbys (standby.signal): the lab has no "
+                       "primary", hint="run drdrill lab repair")
 
 
 def _start_existing(nodes: tuple[Node, Node]) -> list[str]:

@@ -47,6 +47,7 @@ class ViewState:
     restored_after: float | None = None  # seconds from T0 to the first pass after it
     recovering: bool = False
     prompt: tuple[str, ...] = ()  # a question drawn inside the live display, last line typed
+    stopping: str = ""  # set at the Ctrl-C itself, before the engine gets to it
 
 
 class LiveView:
@@ -90,6 +91,17 @@ class LiveView:
             yield
         finally:
             self._live.start()
+
+    def interrupted(self, hard: bool) -> None:
+        """Called from the signal handler: say at once that the Ctrl-C was seen (the step's
+        cancellation and the rollback's first event can take seconds)."""
+        running = [r.name for r in self.state.rows.values() if r.status == "running"]
+        what = f"cancelling step {running[-1]!r}" if running else "cancelling"
+        self.state.stopping = ("stopping now: the rollback is cancelled too" if hard else
+                               f"stopping: {what}, then rollback… (Ctrl-C again: stop the "
+                               "rollback too)")
+        if self.plain:
+            self.console.print(self.state.stopping, markup=False, highlight=False)
 
     def handle(self, event: Event) -> None:
         before = self.state.service_ok
@@ -151,7 +163,8 @@ class LiveView:
                           Text(status, style=_STATUS_STYLE.get(row.status, "")),
                           format_duration(elapsed) if elapsed is not None else "")
         prompt = [Text(line, style="bold") for line in s.prompt]
-        return Group(table, self._status_line(), *prompt)
+        stopping = [Text(s.stopping, style="bold yellow")] if s.stopping else []
+        return Group(table, self._status_line(), *stopping, *prompt)
 
     def _status_line(self) -> Group:
         s = self.state

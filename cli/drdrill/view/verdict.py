@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from drdrill.journal.store import JOURNAL_NAME, read_events
 from drdrill.runbook.durations import format_duration
 
 
@@ -98,5 +100,21 @@ def _next_commands(record: dict[str, Any], run_dir: str) -> list[str]:
     if not rollback:
         return ["no rollback ran: check the environment (the lab: drdrill lab status, "
                 "drdrill lab repair)"]
+    swapped = _swapped_primary(run_dir)
+    if swapped:
+        return [f"roles are swapped: {swapped} is now the primary; fail back before the next "
+                "run (elsewhere: the drill's failback steps)", "drdrill lab repair"]
     return ["rolled back; check the environment before the next run "
             "(the lab: drdrill lab status)"]
+
+
+def _swapped_primary(run_dir: str) -> str | None:
+    """The node the rollback left as the primary when it is not the runbook's primary (the
+    ``roles_swapped`` fact journaled by pg-ensure-primary.yml), else None. Read from the
+    journal, not by asking the database: the view reports what the run recorded."""
+    journal = Path(run_dir) / JOURNAL_NAME
+    if not journal.is_file():
+        return None
+    facts = [e for e in read_events(journal)
+             if e.type == "fact" and e.data.get("name") == "roles_swapped"]
+    return str(facts[-1].data.get("value") or "?") if facts else None

@@ -20,7 +20,6 @@ from typing import Any
 
 import psycopg
 import pytest
-import yaml
 
 from harness.drills import create_database, pg_inventory
 from harness.netns import NetnsHarness
@@ -44,14 +43,8 @@ def pg_hosts(netns_factory: Callable[..., NetnsHarness]) -> Iterator[tuple[Netns
 
 
 def _inventory(harness: NetnsHarness, pg: PgPair, path: Path) -> Path:
-    pg_inventory(harness, pg, path)
-    data = yaml.safe_load(path.read_text())
-    data["all"]["vars"]["service_dsn"] = (
-        f"host={pg.primary.address},{pg.standby.address} "
-        f"port={pg.primary.port},{pg.standby.port} dbname=drdrill user={PG_USER} "
-        "target_session_attrs=read-write connect_timeout=1")
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    """inventory.example.yml's shape over SSH; pg_inventory defines service_dsn."""
+    return pg_inventory(harness, pg, path)
 
 
 def _workload(inventory: Path, env: dict[str, str]) -> None:
