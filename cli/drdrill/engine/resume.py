@@ -178,7 +178,9 @@ def resume_drill(run_dir: Path, assume: str | None = None,
                           executor or default_executor(), extra_vars, secret_vars),
             clock, handlers, cancel, hard_stop)
         ctx.events.extend(events)
-        ctx.emit("resumed", {"gap_start_mono": max(e.mono for e in events), "gap_end_mono": clock.now(),
+        # probe attempts are journaled at their start: the last line is not the latest instant
+        gap_start = max(e.mono for e in events)
+        ctx.emit("resumed", {"gap_start_mono": gap_start, "gap_end_mono": clock.now(),
                              "in_flight": in_flight.step.name if in_flight else None,
                              "in_flight_phase": in_flight.phase if in_flight else None,
                              "decision": decision, "by": operator,
