@@ -14,23 +14,13 @@ from types import FrameType
 import click
 from rich.console import Console
 
-from drdrill.commands.options import inventory_option, runs_dir_option
+from drdrill.commands.options import inventory_option, parse_pairs, runs_dir_option
 from drdrill.commands.prompts import TerminalInteraction, no_echo
 from drdrill.engine.runner import RunOptions, run_drill
 from drdrill.errors import BadInput
 from drdrill.journal.store import JOURNAL_NAME, read_events
 from drdrill.view.live import LiveView
 from drdrill.view.verdict import render_verdict
-
-
-def parse_extra_vars(pairs: tuple[str, ...]) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise BadInput(f"-e {pair!r}: expected KEY=VALUE")
-        result[key.strip()] = value
-    return result
 
 
 def parse_declared_at(value: str | None) -> datetime | None:
@@ -119,7 +109,7 @@ def command(runbook: Path, inventory: Path, mode: str, declared_at: str | None,
     """Run RUNBOOK against INVENTORY, measure RTO/RPO, and record the evidence."""
     options = RunOptions(runbook=runbook, inventory=inventory, mode=mode,
                          declared_at=parse_declared_at(declared_at),
-                         extra_vars=parse_extra_vars(extra), yes=yes, confirm=confirm,
+                         extra_vars=parse_pairs(extra), yes=yes, confirm=confirm,
                          operator=operator, runs_dir=runs_dir, from_step=from_step,
                          exercise=exercise, participant=participant,
                          exercise_key=exercise_key)
