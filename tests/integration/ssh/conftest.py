@@ -23,7 +23,9 @@ if str(_TESTS) not in sys.path:  # `harness` lives in tests/ (pytest pythonpath 
     sys.path.insert(0, str(_TESTS))
 
 from drdrill.executors.ssh import SshPool  # noqa: E402
+from harness.drills import create_database  # noqa: E402
 from harness.netns import NetnsHarness, missing_requirements  # noqa: E402
+from harness.pg import PgPair  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -65,3 +67,14 @@ def ssh_hosts(netns_factory: Callable[..., NetnsHarness], tmp_path: Path) -> Net
 def pool() -> Iterator[SshPool]:
     with SshPool() as p:
         yield p
+
+
+@pytest.fixture()
+def pg_hosts(netns_factory: Callable[..., NetnsHarness]) -> Iterator[tuple[NetnsHarness, PgPair]]:
+    """db1 primary streaming to db2 (PostgreSQL in two namespaces) with the drdrill database:
+    the pair the shipped failover drill runs against over SSH."""
+    harness = netns_factory(["db1", "db2"])
+    with PgPair(harness, "db1", "db2") as pg:
+        pg.wait_streaming()
+        create_database(pg)
+        yield harness, pg

@@ -6,7 +6,6 @@ from inventory.example.yml only in connection details."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ import yaml
 from drdrill.engine.runner import RunOptions, run_drill
 from harness.drills import (
     control_dir,
-    create_database,
     pg_inventory,
     ssh_leftovers,
 )
@@ -27,15 +25,6 @@ pytestmark = pytest.mark.skipif(missing_postgres() is not None, reason=str(missi
 ROOT = Path(__file__).resolve().parents[3]
 
 SHIPPED_DRILL = ROOT / "drills" / "postgres-failover.yml"
-
-
-@pytest.fixture()
-def pg_hosts(netns_factory: Callable[..., NetnsHarness]) -> Iterator[tuple[NetnsHarness, PgPair]]:
-    harness = netns_factory(["db1", "db2"])
-    with PgPair(harness, "db1", "db2") as pg:
-        pg.wait_streaming()
-        create_database(pg)
-        yield harness, pg
 
 
 def test_inventory_differs_from_the_example_only_in_connection_details(

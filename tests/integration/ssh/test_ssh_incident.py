@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from harness.drills import create_database, pg_inventory
+from harness.drills import pg_inventory
 from harness.netns import NetnsHarness
 from harness.pg import PG_BIN, PG_USER, PgPair, missing_postgres
 
@@ -31,15 +31,6 @@ pytestmark = [pytest.mark.skipif(missing_postgres() is not None,
 ROOT = Path(__file__).resolve().parents[3]
 DRDRILL = str(Path(sys.executable).parent / "drdrill")
 WAIT_S = 3.0
-
-
-@pytest.fixture()
-def pg_hosts(netns_factory: Callable[..., NetnsHarness]) -> Iterator[tuple[NetnsHarness, PgPair]]:
-    harness = netns_factory(["db1", "db2"])
-    with PgPair(harness, "db1", "db2") as pg:
-        pg.wait_streaming()
-        create_database(pg)
-        yield harness, pg
 
 
 def _inventory(harness: NetnsHarness, pg: PgPair, path: Path) -> Path:

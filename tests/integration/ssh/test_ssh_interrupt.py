@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -15,22 +14,13 @@ import pytest
 
 from drdrill.engine.runner import RunOptions, run_drill
 from drdrill.events import Event
-from harness.drills import control_dir, create_database, pg_inventory, ssh_leftovers
+from harness.drills import control_dir, pg_inventory, ssh_leftovers
 from harness.netns import NetnsHarness
 from harness.pg import PgPair, missing_postgres
 
 pytestmark = pytest.mark.skipif(missing_postgres() is not None, reason=str(missing_postgres()))
 
 SHIPPED_DRILL = Path(__file__).resolve().parents[3] / "drills" / "postgres-failover.yml"
-
-
-@pytest.fixture()
-def pg_hosts(netns_factory: Callable[..., NetnsHarness]) -> Iterator[tuple[NetnsHarness, PgPair]]:
-    harness = netns_factory(["db1", "db2"])
-    with PgPair(harness, "db1", "db2") as pg:
-        pg.wait_streaming()
-        create_database(pg)
-        yield harness, pg
 
 
 class _CancelAt:
