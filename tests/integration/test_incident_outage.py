@@ -223,6 +223,7 @@ def test_incident_failure_hands_off_and_from_continues(lab: Lab) -> None:
     argv[0] = DRDRILL  # the venv's, as PATH may not have it
     assert argv[argv.index("--from") + 1] == "promote the standby"
     assert argv[argv.index("--operator") + 1] == "alice"
+    assert argv[argv.index("--runs-dir") + 1] == str(run1.parent)  # continues in the same dir
 
     log = f"{lab.lab_env()['log_dir']}/pg2.log"
     lab.pg_ctl("pg2", "-l", log, "-w", "start")  # the operator fixes the cause

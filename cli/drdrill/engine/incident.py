@@ -122,5 +122,8 @@ def build_handoff(ctx: RunContext, step: Step, done: set[int]) -> Handoff:
                        "--mode", "incident"]
     if declared_at_iso:
         argv += ["--declared-at", declared_at_iso]
-    argv += ["--from", step.name, "--operator", ctx.operator]
+    argv += ["--from", step.name, "--operator", ctx.operator,
+             "--runs-dir", str(ctx.run_dir.parent)]
+    for name, value in ctx.extra_vars.items():  # the -e values this run was given
+        argv += ["-e", f"{name}={value}"]
     return Handoff(step.name, _failing_message(ctx.events, step), last, tuple(argv))

@@ -35,7 +35,11 @@ def parse_duration(value: object) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Short human form used in views and reports (3 decimals under a minute)."""
+    """Short human form used in views and reports (3 decimals under a minute).
+
+    Rounded to the millisecond first, so 119.9996 s is "2m00.000s", never "1m60.000s".
+    """
+    seconds = round(seconds, 3)
     if seconds < 60:
         return f"{seconds:.3f}s"
     minutes, rest = divmod(seconds, 60)
