@@ -11,15 +11,20 @@ from typing import Any, TypeVar
 import click
 
 from drdrill.lab import (
+    LAB_EXTRAS,
     LabConfig,
     LabStatus,
     default_lab_dir,
     lab_down,
+    lab_extras_status,
+    lab_extras_up,
     lab_status,
     lab_up,
     read_env,
 )
+from drdrill.lab.api import ExtraStatus
 from drdrill.lab.config import PRIMARY_PORT, STANDBY_PORT
+from drdrill.lab.patroni_conf import DEFAULT_BASE_PORT, PatroniPorts
 from drdrill.lab.repair import lab_repair
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,23 +58,47 @@ def command() -> None:
 
 @command.command("up")
 @_lab_options
-def up(lab_dir: Path | None, primary_port: int, standby_port: int) -> int:
+@click.option("--with", "extras", multiple=True, type=click.Choice(LAB_EXTRAS),
+              help="Also start: patroni (two more nodes managed by Patroni, etcd, HAProxy; "
+                   "docs/patroni.md), service (two HTTP sites behind HAProxy). Repeatable.")
+@click.option("--patroni-base-port", type=click.IntRange(1, 65526), default=None,
+              show_default=str(DEFAULT_BASE_PORT),
+              help="With patroni, on a new lab: its ports are N+1..N+8 (PostgreSQL x2, "
+                   "REST x2, etcd client/peer, HAProxy writes/reads).")
+@click.option("--service-port", type=click.IntRange(1, 65533), default=None,
+              show_default="54340",
+              help="With service, on a new lab: HAProxy's port N; site A on N+1, site B on N+2.")
+def up(lab_dir: Path | None, primary_port: int, standby_port: int,
+       extras: tuple[str, ...], patroni_base_port: int | None,
+       service_port: int | None) -> int:
     """Create or start the lab (idempotent; never starts a second primary)."""
     config = _config(lab_dir, primary_port, standby_port)
     started = time.monotonic()
     status = lab_up(config)
     _render(status)
-    click.echo(f"\nready in {time.monotonic() - started:.1f}s" if status.healthy
+    ports = None if patroni_base_port is None else PatroniPorts.from_base(patroni_base_port)
+    from drdrill.lab.service.lab import ServicePorts  # lazy, like every lab extra
+
+    service_ports = None if service_port is None else ServicePorts.from_base(service_port)
+    extra = (lab_extras_up(config, extras, patroni_ports=ports, service_ports=service_ports)
+             if status.healthy else {})
+    for name, extra_status in extra.items():
+        _render_extra(name, extra_status)
+    healthy = status.healthy and all(e.healthy for e in extra.values())
+    click.echo(f"\nready in {time.monotonic() - started:.1f}s" if healthy
                else "\nthe lab is up but not healthy (see above); next: drdrill lab repair")
     click.echo("service DSN: host=127.0.0.1,127.0.0.1 "
                f"port={_ports(status)} dbname=drdrill user=postgres "
                "target_session_attrs=read-write")
-    extra = "" if lab_dir is None else f"DRDRILL_LAB_DIR={config.lab_dir} "
-    click.echo(f"inventory:   {extra}drdrill run drills/postgres-failover.yml "
+    extra_env = "" if lab_dir is None else f"DRDRILL_LAB_DIR={config.lab_dir} "
+    click.echo(f"inventory:   {extra_env}drdrill run drills/postgres-failover.yml "
                "-i inventory.example.yml")
     where = "" if lab_dir is None else f" --lab-dir {config.lab_dir}"
+    if "patroni" in extra:
+        click.echo(f"patroni:     {extra_env}drdrill run drills/patroni-failover.yml "
+                   "-i inventory.patroni-example.yml")
     click.echo(f"stop it:     drdrill lab down{where}")
-    return 0 if status.healthy else 1
+    return 0 if healthy else 1
 
 
 @command.command("status")
@@ -79,13 +108,20 @@ def status_(lab_dir: Path | None, primary_port: int, standby_port: int, as_json:
     """Each node's role, port, pid, replication state and lag. Exit 0 when healthy (one
     primary, every other node streaming from it), else 1."""
     status = lab_status(_config(lab_dir, primary_port, standby_port))
+    extras = lab_extras_status(_config(lab_dir, primary_port, standby_port))
+    healthy = status.healthy and all(e.healthy for e in extras.values())
     if as_json:
-        click.echo(json.dumps(status.to_json(), indent=2))
+        data = status.to_json()
+        if extras:
+            data["extras"] = {name: e.to_json() for name, e in extras.items()}
+        click.echo(json.dumps(data, indent=2))
     else:
         _render(status)
+        for name, extra in extras.items():
+            _render_extra(name, extra)
         if not status.healthy and read_env(_config(lab_dir, primary_port, standby_port)):
             click.echo("  next: drdrill lab repair")
-    return 0 if status.healthy else 1
+    return 0 if healthy else 1
 
 
 @command.command("repair")
@@ -138,3 +174,15 @@ def _render(status: LabStatus) -> None:
                    "returns pg1 to primary")
     for note in status.notes:
         click.echo(f"  note: {note}")
+
+
+def _render_extra(name: str, status: ExtraStatus) -> None:
+    """An extra's own lines when it has them (``lines()``), else its JSON, compactly."""
+    lines = getattr(status, "lines", None)
+    click.echo("")
+    if callable(lines):
+        for line in lines():
+            click.echo(line)
+    else:
+        click.echo(f"{name}  ({'healthy' if status.healthy else 'NOT healthy'})")
+        click.echo(f"  {json.dumps(status.to_json())}")

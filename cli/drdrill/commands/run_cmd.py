@@ -94,25 +94,31 @@ def print_handoff(console: Console, run_dir: Path) -> None:
               "(recorded as such; never confirms production).")
 @click.option("--confirm", metavar="ENV", help="Confirm a production run by its name.")
 @click.option("--operator", help="Who runs the drill (default: the OS user).")
+@click.option("--isolated", is_flag=True, help="Drill the recovery on a clone (the runbook's "
+              "isolation: section) while production keeps serving; docs/isolated.md.")
 @click.option("--exercise", type=click.Path(path_type=Path), metavar="FILE",
               help="Joint exercise manifest: stamp the run, use its T0, sign record.json.")
 @click.option("--participant", metavar="NAME", help="With --exercise: who runs it.")
 @click.option("--key", "exercise_key", type=click.Path(path_type=Path), metavar="FILE",
               help="With --exercise: the participant's signing key (default "
               "$DRDRILL_EXERCISE_KEY).")
+@click.option("--no-prestage", is_flag=True, help="Start each playbook step's Ansible when "
+              "the step is due, not ahead of time held at a release (to compare).")
 @runs_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout only.")
 def command(runbook: Path, inventory: Path, mode: str, declared_at: str | None,
             from_step: str | None, extra: tuple[str, ...], yes: bool, confirm: str | None,
-            operator: str | None, exercise: Path | None, participant: str | None,
-            exercise_key: Path | None, runs_dir: Path, as_json: bool) -> int:
+            operator: str | None, isolated: bool, exercise: Path | None, participant: str | None,
+            exercise_key: Path | None, no_prestage: bool, runs_dir: Path,
+            as_json: bool) -> int:
     """Run RUNBOOK against INVENTORY, measure RTO/RPO, and record the evidence."""
     options = RunOptions(runbook=runbook, inventory=inventory, mode=mode,
                          declared_at=parse_declared_at(declared_at),
                          extra_vars=parse_pairs(extra), yes=yes, confirm=confirm,
                          operator=operator, runs_dir=runs_dir, from_step=from_step,
                          exercise=exercise, participant=participant,
-                         exercise_key=exercise_key)
+                         exercise_key=exercise_key, isolated=isolated,
+                         prestage=not no_prestage)
     console = Console(stderr=as_json)
     with Interrupts() as interrupts, LiveView(console, plain=not console.is_terminal) as view, \
             no_echo(view.interactive and sys.stdin.isatty()):

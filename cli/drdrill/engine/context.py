@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from drdrill.engine.prestage import Prestager
 from drdrill.events import Event, EventBus
 from drdrill.executors.base import Executor
 from drdrill.executors.inventory import Inventory
@@ -74,6 +75,8 @@ class RunContext:
     ssh_pool: Any = None
     ansible_env: dict[str, str] = field(default_factory=dict)
     notifier: Notifier | None = None
+    prestager: Prestager = field(default_factory=Prestager)  # engine/prestage.py
+    isolated: bool = False  # run --isolated: the steps act on a clone (engine/isolation.py)
 
     def emit(self, type_: str, data: Mapping[str, Any], at_wall: float | None = None) -> None:
         """Emit now, or at ``at_wall`` mapped onto the run clock (never later than now)."""

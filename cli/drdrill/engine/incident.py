@@ -60,7 +60,8 @@ def check_from_step(runbook: Runbook, mode: str, from_step: str | None) -> None:
     if mode != "incident":
         raise BadInput("--from is for --mode incident only")
     names = [s.name for s in runbook.steps_for(mode)]
-    if from_step not in names:
+    groups = {s.group for s in runbook.steps_for(mode) if s.group}  # from a group's start
+    if from_step not in names and from_step not in groups:
         raise BadInput(f"--from {from_step!r}: no such step in {runbook.name} ({mode} mode)",
                        hint="available steps: " + "; ".join(repr(n) for n in names))
 
@@ -69,7 +70,7 @@ def journal_done_outside(ctx: RunContext, from_step: str, done: set[int]) -> Non
     """``--from STEP``: the steps before STEP were done by a person outside drdrill; each
     gets an event naming who said so. They count as done, so the loop starts at STEP."""
     for step in ctx.runbook.steps_for(ctx.mode):
-        if step.name == from_step:
+        if from_step in (step.name, step.group):
             return
         ctx.emit("step_done_outside", {"index": step.index, "name": step.name,
                                        "by": ctx.operator, "from_step": from_step})

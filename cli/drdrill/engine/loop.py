@@ -11,11 +11,12 @@ from typing import Any
 from drdrill.engine.background import CanaryWriter, ServiceMonitor
 from drdrill.engine.context import RunContext
 from drdrill.engine.incident import DeferredSetupCanary, build_handoff
+from drdrill.engine.parallel import run_group
 from drdrill.engine.steps import execute_step
 from drdrill.measure.metrics import compute_results
 from drdrill.measure.verdict import decide
 from drdrill.probes.base import make_canary, make_probe
-from drdrill.runbook.model import RollbackPolicy, Step
+from drdrill.runbook.model import RollbackPolicy, Step, batches
 
 
 @dataclass
@@ -32,6 +33,7 @@ class DrillState:
     rollback_announced: bool = False
     aborted_reason: str | None = None  # set when resuming a run that was rolling back
     rollback_failed: bool = False  # a rollback step that failed before a resume
+    rollback_over: bool = False  # rollback_finished was journaled (it runs at most once)
 
 
 def _start_background(ctx: RunContext, state: DrillState
@@ -44,7 +46,8 @@ def _start_background(ctx: RunContext, state: DrillState
     monitor = writer = None
     if ctx.runbook.canary is not None:
         canary = make_canary(ctx.runbook.canary, ctx.probe_context)
-        if ctx.mode == "incident" and not state.resumed:  # the service may be down now
+        # the service may be down now (an isolated run: the clone is read-only until promoted)
+        if (ctx.mode == "incident" or ctx.isolated) and not state.resumed:
             canary = DeferredSetupCanary(canary, lambda: ctx.emit("canary_ready", {}))
         elif not state.resumed:  # a resumed run keeps the store it was writing to
             canary.setup()
@@ -77,7 +80,12 @@ def execute(ctx: RunContext, state: DrillState) -> tuple[str, str | None]:
     aborted_reason = state.aborted_reason
     try:
         if aborted_reason is None:
-            aborted_reason = _steps(ctx, state)
+            try:
+                aborted_reason = _steps(ctx, state)
+            finally:  # prepared ahead, never released: no process may outlive the steps
+                ctx.prestager.discard_all(ctx, "main", "not reached")
+        if _rollback_measured(ctx, state, aborted_reason):
+            _maybe_rollback(ctx, state, aborted_reason)
     finally:
         read_ok = _finish_background(ctx, monitor, writer)
         _maybe_rollback(ctx, state, aborted_reason)
@@ -93,32 +101,73 @@ def execute(ctx: RunContext, state: DrillState) -> tuple[str, str | None]:
 
 
 def _steps(ctx: RunContext, state: DrillState) -> str | None:
-    for step in ctx.runbook.steps_for(ctx.mode):
-        if step.index in state.done:
+    for batch in batches(ctx.runbook.steps_for(ctx.mode)):
+        todo = [s for s in batch if s.index not in state.done]  # resume: part of a group
+        if not todo:
             continue
         if ctx.cancel.is_set():
             return "interrupted by the operator"
         if state.t0_seen and not state.recovery_marked:
-            ctx.emit("recovery_started", {"index": step.index, "name": step.name})
+            ctx.emit("recovery_started", {"index": todo[0].index, "name": todo[0].name})
             state.recovery_marked = True
-        status = execute_step(ctx, step, "main", ctx.cancel)
-        state.done.add(step.index)
-        if status == "ok" and step.disaster and ctx.mode == "drill":
-            ctx.emit("t0", {"source": "disaster_step", "step": step.name})
-            state.t0_seen = True
-        if status == "aborted":
-            if ctx.mode == "incident":  # say where things stand and how to continue
-                _hand_off(ctx, state, step, status)
-            return ("interrupted by the operator" if ctx.cancel.is_set()
-                    else f"step {step.name!r} aborted")
-        if status != "ok":
-            state.failed.append(step.name)
-            if ctx.mode == "incident" and status != "skipped":
-                return _hand_off(ctx, state, step, status)
-            # a person who skipped a manual step was warned the run cannot pass: go on
-            if (step.on_failure.value == "abort" and status != "skipped") or step.disaster:
-                return f"step {step.name!r} {status}; on_failure: abort"
+        ctx.prestager.ahead(ctx, ctx.runbook.steps_for(ctx.mode), todo)  # engine/prestage.py
+        if todo[0].group is None:
+            step = todo[0]
+            status = execute_step(ctx, step, "main", ctx.cancel)
+            reason = _after_step(ctx, state, step, status)
+            if reason:
+                return _stop(ctx, state, step, status, reason)
+            continue
+        reason = _group(ctx, state, todo)
+        if reason:
+            return reason
     return None
+
+
+def _after_step(ctx: RunContext, state: DrillState, step: Step, status: str) -> str | None:
+    """Book a finished main step (done, T0, failed); the reason to stop the run, if any."""
+    state.done.add(step.index)
+    if status == "ok" and step.disaster and ctx.mode == "drill":
+        ctx.emit("t0", {"source": "disaster_step", "step": step.name})
+        state.t0_seen = True
+    if status == "aborted":
+        return ("interrupted by the operator" if ctx.cancel.is_set()
+                else f"step {step.name!r} aborted")
+    if status != "ok":
+        state.failed.append(step.name)
+        if ctx.mode == "incident" and status != "skipped":
+            return f"step {step.name!r} {status}; incident mode: handed over to the operator"
+        # a person who skipped a manual step was warned the run cannot pass: go on
+        if (step.on_failure.value == "abort" and status != "skipped") or step.disaster:
+            return f"step {step.name!r} {status}; on_failure: abort"
+    return None
+
+
+def _stop(ctx: RunContext, state: DrillState, step: Step, status: str, reason: str) -> str:
+    if ctx.mode == "incident" and status != "skipped":  # say where things stand, how to go on
+        _hand_off(ctx, state, step, status)
+    return reason
+
+
+def _group(ctx: RunContext, state: DrillState, members: list[Step]) -> str | None:
+    """Run a parallel group. Drill mode: the first member that stops the run (on_failure
+    abort, a failed disaster step, an abort) cancels its running siblings. Incident mode:
+    the siblings finish (a half-done recovery action is worse), then the run is handed
+    over. on_failure continue: the siblings finish and the run goes on."""
+    first: list[tuple[Step, str, str]] = []
+
+    def on_finish(step: Step, status: str) -> bool:
+        reason = _after_step(ctx, state, step, status)
+        if reason is None or first:
+            return False
+        first.append((step, status, reason))
+        return ctx.mode != "incident"
+
+    run_group(ctx, members, "main", ctx.cancel, on_finish)
+    if not first:
+        return None
+    step, status, reason = first[0]
+    return _stop(ctx, state, step, status, reason)
 
 
 def _finish_background(ctx: RunContext, monitor: ServiceMonitor | None,
@@ -156,34 +205,67 @@ def _rollback_wanted(ctx: RunContext) -> bool:
     return go
 
 
+def _rollback_measured(ctx: RunContext, state: DrillState, aborted_reason: str | None) -> bool:
+    """on-failure: a failed step (or a policy abort, not the operator's Ctrl-C) rolls back
+    while the service probe and the canary still run, so what clients saw during the
+    rollback — the outage it ends, its own outage — is measured like the rest of the run."""
+    return (ctx.runbook.rollback_policy is RollbackPolicy.ON_FAILURE
+            and not ctx.cancel.is_set() and bool(aborted_reason or state.failed))
+
+
+def _rollback_reason(ctx: RunContext, state: DrillState, aborted_reason: str | None) -> str:
+    if aborted_reason:
+        return aborted_reason
+    if ctx.runbook.rollback_policy is RollbackPolicy.ON_FAILURE and state.failed:
+        return f"policy: on-failure; step {state.failed[0]!r} failed"
+    return "policy: always"
+
+
 def _maybe_rollback(ctx: RunContext, state: DrillState, aborted_reason: str | None) -> None:
     policy = ctx.runbook.rollback_policy
-    if not ctx.runbook.rollback or policy is RollbackPolicy.NEVER:
+    if not ctx.runbook.rollback or policy is RollbackPolicy.NEVER or state.rollback_over:
         return
-    if (not state.rollback_announced and (aborted_reason is not None
+    after_failure = policy is RollbackPolicy.ON_FAILURE and bool(state.failed)
+    if (not state.rollback_announced and (aborted_reason is not None or after_failure
                                           or policy is RollbackPolicy.ALWAYS)
             and not _rollback_wanted(ctx)):
         return
-    if policy is RollbackPolicy.ON_ABORT and aborted_reason is None:
+    if policy in (RollbackPolicy.ON_ABORT, RollbackPolicy.ON_FAILURE) and \
+            aborted_reason is None and not after_failure:
         return
     if not state.rollback_announced:  # a resumed rollback was announced before the crash
-        ctx.emit("rollback_started", {"reason": aborted_reason or "policy: always",
+        ctx.emit("rollback_started", {"reason": _rollback_reason(ctx, state, aborted_reason),
                                       "after_abort": aborted_reason is not None})
         state.rollback_announced = True
     statuses = []
-    for step in ctx.runbook.rollback:
-        if step.index in state.rollback_done:
+    for batch in batches(ctx.runbook.rollback):
+        todo = [s for s in batch if s.index not in state.rollback_done]
+        if not todo:
             continue
         if ctx.hard_stop.is_set():
-            ctx.emit("rollback_finished", {"status": "interrupted"})
+            _rollback_finished(ctx, state, "interrupted")
             return
-        statuses.append(execute_step(ctx, step, "rollback", ctx.hard_stop))
-        state.rollback_done.add(step.index)
+        if todo[0].group is None:
+            statuses.append(execute_step(ctx, todo[0], "rollback", ctx.hard_stop))
+            state.rollback_done.add(todo[0].index)
+            continue
+
+        def on_finish(step: Step, status: str) -> bool:  # a rollback runs to its end
+            statuses.append(status)
+            state.rollback_done.add(step.index)
+            return False
+
+        run_group(ctx, todo, "rollback", ctx.hard_stop, on_finish)
     if ctx.hard_stop.is_set():
-        ctx.emit("rollback_finished", {"status": "interrupted"})
+        _rollback_finished(ctx, state, "interrupted")
         return
     ok = all(s == "ok" for s in statuses) and not state.rollback_failed
-    ctx.emit("rollback_finished", {"status": "ok" if ok else "failed"})
+    _rollback_finished(ctx, state, "ok" if ok else "failed")
+
+
+def _rollback_finished(ctx: RunContext, state: DrillState, status: str) -> None:
+    ctx.emit("rollback_finished", {"status": status})
+    state.rollback_over = True
 
 
 def _verdict(ctx: RunContext, failed: list[str]) -> tuple[str, str | None]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from drdrill.executors.inventory import Inventory
-from drdrill.runbook.model import Runbook, Step, StepKind
+from drdrill.runbook.model import Runbook, Step, StepKind, batches
 
 ANSIBLE_STARTUP_S = 2.0  # measured per playbook step (FIELD-NOTES.md)
 
@@ -27,6 +27,30 @@ class Plan:
     rto_path_budget_s: float | None  # sum of timeouts on the RTO path; None if unbounded
     unbounded_steps: tuple[str, ...]
     warnings: tuple[str, ...]
+    groups: tuple[PlannedGroup, ...] = ()  # parallel groups, main steps then rollback
+
+
+@dataclass(frozen=True)
+class PlannedGroup:
+    """A parallel group: its members run at once, so it costs its longest member."""
+
+    name: str
+    phase: str  # main | rollback
+    indexes: tuple[int, ...]
+    budget_s: float | None  # the max of its members' budgets; None if one is unbounded
+
+
+def _batch_budget(batch: tuple[Step, ...]) -> tuple[float | None, list[str]]:
+    """(budget, names of unbounded members): one step's own, or a group's longest member."""
+    costs = [_budget(s) for s in batch]
+    unbounded = [s.name for s, c in zip(batch, costs, strict=True) if c is None]
+    return (None if unbounded else max(c for c in costs if c is not None)), unbounded
+
+
+def _groups(steps: tuple[Step, ...], phase: str) -> list[PlannedGroup]:
+    return [PlannedGroup(str(b[0].group), phase, tuple(s.index for s in b),
+                         _batch_budget(b)[0])
+            for b in batches(steps) if b[0].group is not None]
 
 
 def _hosts(runbook: Runbook, inventory: Inventory | None, step: Step) -> tuple[str, ...]:
@@ -54,18 +78,16 @@ def build_plan(runbook: Runbook, inventory: Inventory | None, mode: str) -> Plan
     budget = 0.0
     unbounded: list[str] = []
     restored_seen = False
-    for step in steps:
+    for batch in batches(steps):  # a parallel group is on the path as one, at its max
         on_path = after_t0 and not restored_seen
-        planned.append(PlannedStep(step, _hosts(runbook, inventory, step), on_path))
+        planned.extend(PlannedStep(s, _hosts(runbook, inventory, s), on_path) for s in batch)
         if on_path:
-            cost = _budget(step)
-            if cost is None:
-                unbounded.append(step.name)
-            else:
-                budget += cost
-        if step.disaster:
+            cost, open_ended = _batch_budget(batch)
+            unbounded.extend(open_ended)
+            budget += cost or 0.0
+        if any(s.disaster for s in batch):
             after_t0 = True
-        if step.checkpoint == "service_restored" and after_t0:
+        if any(s.checkpoint == "service_restored" for s in batch) and after_t0:
             restored_seen = True
     warnings: list[str] = []
     rto = runbook.objectives.rto_s
@@ -80,4 +102,5 @@ def build_plan(runbook: Runbook, inventory: Inventory | None, mode: str) -> Plan
     rollback = tuple(PlannedStep(s, _hosts(runbook, inventory, s), False)
                      for s in runbook.rollback)
     return Plan(runbook, mode, tuple(planned), rollback, budget if not unbounded else None,
-                tuple(unbounded), tuple(warnings))
+                tuple(unbounded), tuple(warnings),
+                tuple(_groups(steps, "main") + _groups(runbook.rollback, "rollback")))

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from drdrill.errors import BadInput
@@ -271,13 +272,17 @@ class _Preflight:
                         f"{free / 1e9:.2f} GB free (min {need / 1e9:.2f} GB)", start)
 
     def free_bytes(self, runner: LocalHost | RemoteHost, path: str) -> tuple[int | None, str]:
+        # a data dir made by a step (an isolated clone's) is measured where it will be
         if isinstance(runner, LocalHost):
             try:
-                return shutil.disk_usage(path).free, ""
+                return shutil.disk_usage(_existing(path)).free, ""
             except OSError as exc:
                 return None, f"{path}: {exc.strerror}"
         try:
             done = runner.run(["df", "-Pk", "--", path], self.spec.timeout_s)
+            if done.exit_code != 0 and path.rstrip("/").count("/") > 1:
+                done = runner.run(["df", "-Pk", "--", path.rstrip("/").rsplit("/", 1)[0]],
+                                  self.spec.timeout_s)
         except SshError as exc:
             return None, exc.message
         lines = done.stdout.strip().splitlines()
@@ -359,3 +364,11 @@ def run_preflight(runbook: Runbook, inventory: Inventory, pool: SshPool, emit: E
     for check in preflight.spec.drift:
         preflight.compare(check)
     return PreflightReport(tuple(preflight.results), dict(preflight.offsets))
+
+
+def _existing(path: str) -> Path:
+    """``path``, or its nearest existing parent (the filesystem it would be created on)."""
+    at = Path(path)
+    while not at.exists() and at != at.parent:
+        at = at.parent
+    return at

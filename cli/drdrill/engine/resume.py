@@ -89,7 +89,9 @@ def _check_snapshot(run_dir: Path) -> None:
 
 
 def rebuild_state(events: Sequence[Event], runbook: Runbook, mode: str
-                  ) -> tuple[DrillState, InFlight | None]:
+                  ) -> tuple[DrillState, tuple[InFlight, ...]]:
+    """The loop's state from the journal, and every step in flight at the crash (several
+    when it came inside a parallel group), in step order."""
     state = DrillState(resumed=True)
     started: dict[tuple[str, int], int] = {}
     for event in events:
@@ -117,13 +119,13 @@ def rebuild_state(events: Sequence[Event], runbook: Runbook, mode: str
             # the policy "always" rolls back a run that did not abort: its verdict stands
             after_abort = data.get("after_abort", data.get("reason") != "policy: always")
             state.aborted_reason = str(data.get("reason")) if after_abort else None
-    in_flight = None
-    for (phase, index), attempt in started.items():
+    in_flight = []
+    for (phase, index), attempt in sorted(started.items()):
         steps = runbook.steps_for(mode) if phase == "main" else runbook.rollback
         step = next((s for s in steps if s.index == index), None)
         if step is not None:
-            in_flight = InFlight(step, attempt, phase)
-    return state, in_flight
+            in_flight.append(InFlight(step, attempt, phase))
+    return state, tuple(in_flight)
 
 
 def resume_drill(run_dir: Path, assume: str | None = None,
@@ -145,11 +147,16 @@ def resume_drill(run_dir: Path, assume: str | None = None,
         raise BadInput(f"run {run_dir.name} already finished ({finished.data.get('status')}); "
                        "a finished run cannot be resumed", hint="start a new run")
     meta = dict(events[0].data)
+    if meta.get("isolated"):  # resuming it as a plain run would act on production
+        raise BadInput(f"run {run_dir.name} is an isolated run (--isolated); it cannot be "
+                       "resumed: its clone was left in an unknown state",
+                       hint="remove the clone (the lab: drdrill lab repair; elsewhere the "
+                            "runbook's isolation teardown) and start a new --isolated run")
     mode = str(meta.get("mode", "drill"))
     runbook, inventory = _inputs(run_dir, meta)
     state, in_flight = rebuild_state(events, runbook, mode)
     operator = str(meta.get("operator") or getpass.getuser())
-    decision = _decide(in_flight, assume, interaction)
+    decisions = _decide_all(in_flight, assume, interaction)
     if interaction is None:
         check_auto_answer(runbook, inventory)
         if not yes and any(s.kind.value == "manual" or s.gate for s in runbook.steps
@@ -170,7 +177,9 @@ def resume_drill(run_dir: Path, assume: str | None = None,
     with environment_lock(runbook, inventory, run_dir.name, operator):
         # "it took effect": let a still-running orphan finish its step (bounded by the
         # step's timeout) instead of cutting it off before its side effect
-        grace = (in_flight.step.timeout_s or 60.0) if in_flight and decision == "done" else 0.0
+        grace = max([(f.step.timeout_s or 60.0) for f, d in zip(in_flight, decisions,
+                                                                  strict=True)
+                     if d == "done"], default=0.0)
         orphans = end_orphans(run_dir, wait_s=grace)
         scrub_secrets(run_dir, secret_vars)
         ctx, journal = open_context(
@@ -180,23 +189,40 @@ def resume_drill(run_dir: Path, assume: str | None = None,
         ctx.events.extend(events)
         # probe attempts are journaled at their start: the last line is not the latest instant
         gap_start = max(e.mono for e in events)
+        first = in_flight[0] if in_flight else None
         ctx.emit("resumed", {"gap_start_mono": gap_start, "gap_end_mono": clock.now(),
-                             "in_flight": in_flight.step.name if in_flight else None,
-                             "in_flight_phase": in_flight.phase if in_flight else None,
-                             "decision": decision, "by": operator,
-                             "orphans_ended": orphans})
-        if in_flight is not None and decision == "done":
-            _assume_done(ctx, in_flight, state)
-        elif in_flight is not None:
-            _keep_crashed_attempts(run_dir, in_flight)
+                             "in_flight": first.step.name if first else None,
+                             "in_flight_phase": first.phase if first else None,
+                             "decision": decisions[0] if decisions else None,
+                             # a crash inside a parallel group: every member in flight
+                             "in_flight_steps": [f.step.name for f in in_flight],
+                             "decisions": dict(zip([f.step.name for f in in_flight],
+                                                   decisions, strict=True)),
+                             "by": operator, "orphans_ended": orphans})
+        for flight, decision in zip(in_flight, decisions, strict=True):
+            if decision == "done":
+                _assume_done(ctx, flight, state)
+            else:
+                _keep_crashed_attempts(run_dir, flight)
         _restore_marks(ctx, state)
         return drive(ctx, journal, state)
 
 
-def _decide(in_flight: InFlight | None, assume: str | None,
-            interaction: Interaction | None) -> str | None:
-    if in_flight is None:
-        return None
+def _decide_all(in_flight: Sequence[InFlight], assume: str | None,
+                interaction: Interaction | None) -> list[str]:
+    """One decision per step in flight; without --assume or a person to ask, a BadInput
+    that names every non-idempotent one."""
+    unsure = [f for f in in_flight if not f.step.idempotent]
+    if len(unsure) > 1 and assume is None and interaction is None:
+        names = ", ".join(repr(f.step.name) for f in unsure)
+        raise BadInput(f"steps {names} of one parallel group were running when drdrill died "
+                       "and are not idempotent: did they take effect?",
+                       hint="pass --assume done (they took effect) or --assume redo (run "
+                            "them again)")
+    return [_decide(f, assume, interaction) for f in in_flight]
+
+
+def _decide(in_flight: InFlight, assume: str | None, interaction: Interaction | None) -> str:
     if in_flight.step.idempotent:
         return "redo"
     if assume in ("done", "redo"):
@@ -242,6 +268,9 @@ def end_orphans(run_dir: Path, wait_s: float = 0.0) -> list[int]:
             ended.extend(kill_tree(pid))
     for leftover in run_dir.glob("*/*/attempt-*/.secret-vars.json"):
         leftover.unlink(missing_ok=True)
+    from drdrill.executors.command import end_local_orphans  # command: steps' processes
+
+    ended.extend(end_local_orphans(run_dir))
     return sorted(set(ended))
 
 

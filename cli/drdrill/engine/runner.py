@@ -56,6 +56,8 @@ class RunOptions:
     exercise: Path | None = None  # joint exercise manifest: stamp, shared T0, sign
     participant: str | None = None
     exercise_key: Path | None = None  # else $DRDRILL_EXERCISE_KEY
+    isolated: bool = False  # drill the recovery on a clone (engine/isolation.py)
+    prestage: bool = True  # start playbook steps ahead, held until due (engine/prestage.py)
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,13 @@ def prepare_inputs(options: RunOptions) -> tuple[Runbook, Inventory]:
         raise BadInput("--declared-at is for --mode incident only")
     inventory = load_inventory(options.inventory)
     runbook = load_runbook(options.runbook, inventory, extra_vars=options.extra_vars,
-                           strict=True)
+                           strict=True, isolated=options.isolated)
     check_from_step(runbook, options.mode, options.from_step)
+    if options.isolated:
+        from drdrill.engine.isolation import check_isolated, isolated_runbook
+
+        check_isolated(runbook, options.mode, options.from_step, options.exercise)
+        runbook = isolated_runbook(runbook)
     return runbook, inventory
 
 
@@ -148,8 +155,9 @@ def run_drill(options: RunOptions, handlers: Sequence[EventHandler] = (),
     merged = {**runbook.vars, **options.extra_vars}
     extra_vars, secret_vars = secret_split(runbook, merged)
 
-    if options.mode == "drill":
-        check_service_up(runbook, inventory)  # nothing runs, no run dir: exit 2
+    if options.mode == "drill":  # nothing runs, no run dir: exit 2
+        check_service_up(_production(options, inventory) if options.isolated else runbook,
+                         inventory)
     run_id = new_run_id(runbook)
     run_dir = options.runs_dir / run_id
     with environment_lock(runbook, inventory, run_id, operator):
@@ -157,8 +165,9 @@ def run_drill(options: RunOptions, handlers: Sequence[EventHandler] = (),
         snapshot = snapshot_inputs(runbook, inventory, run_dir)
         ctx, journal = open_context(
             ContextInputs(runbook, inventory, options.mode, run_dir, operator, interaction,
-                          executor, extra_vars, secret_vars),
+                          executor, extra_vars, secret_vars, isolated=options.isolated),
             Clock(), handlers, cancel, hard_stop)
+        ctx.prestager.enabled = options.prestage
         _emit_started(ctx, options, run_id, extra_vars, exercise)
         ctx.emit("inputs_snapshot", snapshot.event_data())  # inputs under the chain
         state = DrillState()
@@ -174,6 +183,14 @@ def run_drill(options: RunOptions, handlers: Sequence[EventHandler] = (),
     if exercise is not None:
         sign_run(result.run_dir, exercise.key)
     return result
+
+
+def _production(options: RunOptions, inventory: Inventory) -> Runbook:
+    """An isolated drill also starts from a working production service (it clones the
+    standby and reads the primary's position): checked with production's endpoints."""
+    from drdrill.engine.isolation import production_runbook
+
+    return production_runbook(options.runbook, inventory, options.extra_vars)
 
 
 def check_service_up(runbook: Runbook, inventory: Inventory) -> None:
@@ -200,6 +217,7 @@ class ContextInputs:
     executor: Executor
     extra_vars: Mapping[str, Any]
     secret_vars: Mapping[str, Any]
+    isolated: bool = False
 
 
 def open_context(inputs: ContextInputs, clock: Clock, handlers: Sequence[EventHandler],
@@ -226,7 +244,7 @@ def open_context(inputs: ContextInputs, clock: Clock, handlers: Sequence[EventHa
                                  "drdrill_run_dir": str(run_dir.resolve())},
                      secret_vars=inputs.secret_vars, cancel=cancel or threading.Event(),
                      hard_stop=hard_stop or threading.Event(), events=events,
-                     notifier=notifier)
+                     notifier=notifier, isolated=inputs.isolated)
     return ctx, journal
 
 
@@ -234,7 +252,7 @@ def drive(ctx: RunContext, journal: JournalWriter, state: DrillState) -> RunResu
     """Run the loop, then close the journal and derive everything from it."""
     try:
         with open_warm_connections(ctx) as ready:
-            status, reason = execute(ctx, state) if ready is None else ("aborted", ready)
+            status, reason = _loop(ctx, state) if ready is None else ("aborted", ready)
     except Exception as exc:  # recorded, never lost: the journal says what happened
         status, reason = "error", f"{type(exc).__name__}: {exc}"
         write_error_file(ctx.run_dir)
@@ -243,6 +261,14 @@ def drive(ctx: RunContext, journal: JournalWriter, state: DrillState) -> RunResu
         ctx.notifier.close()
     journal.close()
     return write_outputs(ctx.run_dir, ctx.events, journal.last_hash)
+
+
+def _loop(ctx: RunContext, state: DrillState) -> tuple[str, str | None]:
+    if not ctx.isolated:
+        return execute(ctx, state)
+    from drdrill.engine.isolation import execute_isolated
+
+    return execute_isolated(ctx, state, execute)
 
 
 def write_error_file(run_dir: Path) -> Path:
@@ -270,7 +296,7 @@ def _emit_started(ctx: RunContext, options: RunOptions, run_id: str,
     runbook = ctx.runbook
     plan = [{"index": s.index, "name": s.name, "kind": s.kind.value,
              "hosts": list(ctx.hosts_for(s)), "timeout_s": s.timeout_s,
-             "disaster": s.disaster, "checkpoint": s.checkpoint}
+             "disaster": s.disaster, "checkpoint": s.checkpoint, "group": s.group}
             for s in runbook.steps_for(ctx.mode)]
     ctx.emit("run_started", {
         "run_id": run_id,
@@ -286,9 +312,19 @@ def _emit_started(ctx: RunContext, options: RunOptions, run_id: str,
         "canary_interval_s": runbook.canary.interval_s if runbook.canary else None,
         "description": runbook.description, "owner": runbook.owner,
         "plan": plan,
+        "isolated": _isolation_stamp(ctx),
+        "prestage": options.prestage,  # engine/prestage.py; off: drdrill run --no-prestage
         "extra_vars": {k: v for k, v in extra_vars.items() if k in options.extra_vars},
         # names only, never values: resume must ask for the same secrets again
         "secrets_supplied": sorted(ctx.secret_vars),
         "inputs": {"runbook": f"runbook/{runbook.path.name}",
                    "inventory": f"runbook/inventory{ctx.inventory.path.suffix}"},
     })
+
+
+def _isolation_stamp(ctx: RunContext) -> dict[str, Any] | None:
+    if not ctx.isolated:
+        return None
+    from drdrill.engine.isolation import stamp
+
+    return stamp(ctx.runbook)

@@ -11,8 +11,9 @@ import time
 from typing import Any
 
 from drdrill.engine.context import RunContext
+from drdrill.engine.prestage import playbook_request
 from drdrill.events import Event, utc_iso
-from drdrill.executors.base import StepOutcome, StepRequest
+from drdrill.executors.base import StepOutcome
 from drdrill.notify.message import message_facts, render
 from drdrill.probes.base import make_probe
 from drdrill.runbook.model import Step, StepKind
@@ -104,27 +105,48 @@ def _notify(ctx: RunContext, step: Step) -> tuple[StepOutcome, dict[str, Any]]:
     return StepOutcome("ok"), {"message": text, "targets": sent_to}
 
 
+class _Start:
+    """Journals an attempt's step_started once: playbook attempts at their release instant
+    (a pre-staged process was started earlier: engine/prestage.py), the rest right away."""
+
+    def __init__(self, ctx: RunContext, data: dict[str, Any]) -> None:
+        self.ctx, self.data, self.done = ctx, data, False
+
+    def __call__(self, at_monotonic: float | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        clock = self.ctx.bus.clock
+        at = None if at_monotonic is None else at_monotonic - clock.mono_origin
+        self.ctx.bus.emit("step_started", self.data, at=at)
+
+
 def _playbook(ctx: RunContext, step: Step, attempt: int, cancel: threading.Event,
-              phase: str) -> StepOutcome:
-    assert step.playbook is not None
-    phase_dir = "rollback" if phase == "rollback" else "steps"
-    step_dir = ctx.run_dir / phase_dir / f"{step.index}-{step.slug}" / f"attempt-{attempt}"
-    hosts = ctx.hosts_for(step)
-    # playbooks target ``hosts: "{{ drdrill_hosts }}"``: a --limit alone can match nothing
-    variables = {**ctx.extra_vars, **step.vars, "drdrill_step": step.name,
-                 "drdrill_hosts": ",".join(hosts)}
-    request = StepRequest(
-        step=step, playbook=(ctx.runbook.playbook_dir / step.playbook).resolve(),
-        hosts=hosts, inventory=ctx.inventory, step_dir=step_dir,
-        extra_vars=variables, secret_vars=ctx.secret_vars, timeout_s=step.timeout_s,
-        cancel=cancel, emit=ctx.emit, env=ctx.ansible_env)
-    return ctx.executor.prepare(request).release()
+              phase: str, start: _Start) -> StepOutcome:
+    prepared = ctx.prestager.take(step, phase) if attempt == 1 else None
+    staged = prepared is not None
+    if prepared is None:
+        prepared = ctx.executor.prepare(playbook_request(ctx, step, attempt, cancel, phase))
+    ready = staged and prepared.wait_ready(0.0)  # held at its release point already?
+    at = prepared.go(start, cancel)
+    if staged:
+        waited = 0.0 if ready else time.monotonic() - at
+        ctx.bus.emit("step_released", {
+            "index": step.index, "name": step.name, "phase": phase, "attempt": attempt,
+            "ready": ready, "waited_ready_s": round(waited, 6)},
+            at=at - ctx.bus.clock.mono_origin)
+    return prepared.wait()
 
 
-def _attempt(ctx: RunContext, step: Step, attempt: int, cancel: threading.Event, phase: str
-             ) -> tuple[StepOutcome, dict[str, Any] | None]:
+def _attempt(ctx: RunContext, step: Step, attempt: int, cancel: threading.Event, phase: str,
+             start: _Start) -> tuple[StepOutcome, dict[str, Any] | None]:
     if step.kind is StepKind.PLAYBOOK:
-        return _playbook(ctx, step, attempt, cancel, phase), None
+        return _playbook(ctx, step, attempt, cancel, phase, start), None
+    start()
+    if step.kind is StepKind.COMMAND:
+        from drdrill.engine.command_step import run_command
+
+        return run_command(ctx, step, attempt, cancel, phase), None
     if step.kind is StepKind.PROBE:
         return _run_probe(ctx, step), None
     if step.kind is StepKind.WAIT_FOR:
@@ -152,6 +174,8 @@ def execute_step(ctx: RunContext, step: Step, phase: str, cancel: threading.Even
     aborted."""
     base = {"index": step.index, "name": step.name, "kind": step.kind.value, "phase": phase,
             "verification": step.verification}
+    if step.group is not None:  # a parallel group's member: its row says which group
+        base["group"] = step.group
     if step.gate and not _gate(ctx, step, phase):
         ctx.emit("step_finished", {**base, "status": "aborted", "attempt": 0,
                                    "error": "no-go at the gate"})
@@ -160,11 +184,12 @@ def execute_step(ctx: RunContext, step: Step, phase: str, cancel: threading.Even
     outcome = StepOutcome("failed", "not run")
     manual: dict[str, Any] | None = None  # a person's answer, or a notify step's message
     for attempt in range(1, step.retries + 2):
-        ctx.emit("step_started", {**base, "hosts": hosts, "attempt": attempt})
+        start = _Start(ctx, {**base, "hosts": hosts, "attempt": attempt})
         try:
-            outcome, manual = _attempt(ctx, step, attempt, cancel, phase)
+            outcome, manual = _attempt(ctx, step, attempt, cancel, phase, start)
         except Exception as exc:  # a broken probe/executor is a failed step, not a crash
             outcome = StepOutcome("failed", f"{type(exc).__name__}: {exc}")
+        start()  # not journaled yet only when preparing the attempt failed
         if outcome.status in ("ok", "aborted", "skipped") or attempt > step.retries:
             break
         ctx.emit("step_retry", {**base, "attempt": attempt, "error": outcome.error})

@@ -20,19 +20,23 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ansible_runner
 
 from drdrill.engine.redact import MASK, secret_strings
-from drdrill.executors.base import StepOutcome, StepRequest
+from drdrill.executors.base import StepRequest
 from drdrill.executors.inventory import Inventory
 from drdrill.executors.proctree import cmdline, descendants, kill_tree
+
+if TYPE_CHECKING:
+    from drdrill.executors.prestage import PlaybookAttempt
 
 PEXPECT_TIMEOUT_S = 0.2
 TASK_CHECKPOINT = re.compile(r"\[checkpoint ([A-Za-z0-9][A-Za-z0-9_.-]*)\]\s*$")
@@ -80,16 +84,24 @@ class _Attempt:
     first_task_s: dict[str, float] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
     failure: str | None = None  # the first failing task's own reason (not ignore_errors)
+    # pre-staging (executors/prestage.py): a parallel member's own flag replaces the
+    # request's at the release; a discarded attempt is cancelled; ``hold`` keeps task
+    # events back until step_started is journaled (the release)
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    discarded: bool = False
+    hold: threading.Event | None = None
 
     def __post_init__(self) -> None:
         self.secrets = secret_strings(self.request.secret_vars)
+        self.cancel_event = self.request.cancel
 
     def cancel_callback(self) -> bool:
         expired = self.deadline is not None and time.monotonic() >= self.deadline
-        if expired or self.request.cancel.is_set():
-            self.timed_out = expired and not self.request.cancel.is_set()
+        stopped = self.cancel_event.is_set() or self.discarded
+        if expired or stopped:
+            self.timed_out = expired and not stopped
             self.cancelled = not self.timed_out
-            _end_ansible_processes()
+            _end_ansible_processes(str(self.request.step_dir / "extravars.json"))
             return True
         return False
 
@@ -99,6 +111,9 @@ class _Attempt:
         _mask_in_place(event, self.secrets)
         name = event.get("event", "")
         data = event.get("event_data", {})
+        if self.hold is not None and (name == "playbook_on_task_start"
+                                      or name in _RESULT_EVENTS):
+            self.hold.wait()  # the first task's start event is sent just before the hold
         host = data.get("host")
         if name in _RESULT_EVENTS and host and str(host) not in self.first_task_s:
             self.first_task_s[str(host)] = float(data.get("duration") or 0.0)
@@ -109,6 +124,11 @@ class _Attempt:
             }
             if "duration" in data:
                 payload["duration_s"] = data["duration"]
+            if name in _RESULT_EVENTS:
+                # what the task changed on the host (the playbooks' changed_when tell the
+                # truth); a skipped task's event carries no result: it changed nothing
+                res = data.get("res")
+                payload["changed"] = isinstance(res, dict) and bool(res.get("changed", False))
             if name == "runner_on_failed" or name == "runner_on_unreachable":
                 payload["msg"] = _short_msg(data.get("res", {}))
                 self._note_failure(name, data, payload["msg"])
@@ -214,62 +234,14 @@ def _short_msg(res: Any) -> str:
     return str(msg)[:300]
 
 
-def _end_ansible_processes() -> None:
-    """End every ansible-playbook we started (and, first, everything under it)."""
+def _end_ansible_processes(marker: str) -> None:
+    """End this attempt's ansible-playbook (and, first, everything under it): the one whose
+    command line names ``marker``, the attempt's own vars file — never the playbook of a
+    parallel group's sibling, which runs under the same drdrill process."""
     for pid in descendants(os.getpid()):
-        if "ansible-playbook" in cmdline(pid):
+        line = cmdline(pid)
+        if "ansible-playbook" in line and marker in line:
             kill_tree(pid)
-
-
-class _PreparedPlaybook:
-    def __init__(self, request: StepRequest) -> None:
-        self.request = request
-        request.step_dir.mkdir(parents=True, exist_ok=True)
-        self.vars_file = request.step_dir / "extravars.json"
-        self.secret_file = request.step_dir / ".secret-vars.json"
-        _write_private(self.vars_file, request.extra_vars)
-        # ansible-runner 2.4 discards a ``settings=`` argument when env/settings is absent
-        # (prepare_env resets it to {}), so the 0.2 s cancel/timeout check must live there.
-        (request.step_dir / "env").mkdir(exist_ok=True)
-        _write_private(request.step_dir / "env" / "settings", RUNNER_SETTINGS)
-        if request.secret_vars:
-            _write_private(self.secret_file, request.secret_vars)
-
-    def release(self) -> StepOutcome:
-        request = self.request
-        warm = _warm_hosts(request)
-        deadline = None if request.timeout_s is None else time.monotonic() + request.timeout_s
-        attempt = _Attempt(request, deadline)
-        cmdline_args = f"-e @{self.vars_file}"
-        if request.secret_vars:
-            cmdline_args += f" -e @{self.secret_file}"
-        try:
-            runner = ansible_runner.run(
-                private_data_dir=str(request.step_dir),
-                playbook=str(request.playbook),
-                inventory=str(request.inventory.path.resolve()),
-                cmdline=cmdline_args,
-                envvars=safe_env(request),
-                settings=dict(RUNNER_SETTINGS),
-                suppress_env_files=True,
-                quiet=True,
-                ident="run",
-                event_handler=attempt.event_handler,
-                cancel_callback=attempt.cancel_callback,
-            )
-        finally:
-            self.secret_file.unlink(missing_ok=True)
-            _journal_connections(request, warm, attempt.first_task_s)
-            scrub_step_dir(request.step_dir, request.secret_vars)
-        if attempt.timed_out:
-            return StepOutcome("timeout", f"timed out after {request.timeout_s:g}s", runner.rc)
-        if attempt.cancelled:
-            return StepOutcome("aborted", "cancelled", runner.rc)
-        if runner.status == "successful":
-            return StepOutcome("ok", None, runner.rc)
-        status = f"playbook {runner.status} (rc={runner.rc})"
-        error = f"{attempt.failure} [{status}]" if attempt.failure else status
-        return StepOutcome("failed", error, runner.rc)
 
 
 def scrub_step_dir(step_dir: Path, secret_vars: Mapping[str, Any]) -> None:
@@ -322,11 +294,15 @@ def _scrub_artifacts(step_dir: Path, secrets: list[str] | None = None) -> None:
 class AnsibleExecutor:
     """Runs playbook steps one attempt at a time (one runner and directory per attempt)."""
 
-    def prepare(self, request: StepRequest) -> _PreparedPlaybook:
+    def prepare(self, request: StepRequest) -> PlaybookAttempt:
+        """Lay out the attempt; with ``request.prestage``, start ansible-playbook now,
+        held before its first task until the release (executors/prestage.py)."""
+        from drdrill.executors.prestage import PlaybookAttempt
+
         # ansible-playbook runs with its own cwd: a relative run dir (the default ./runs)
         # would make ``-e @extravars.json`` and ANSIBLE_HOME point nowhere.
-        return _PreparedPlaybook(dataclasses.replace(request,
-                                                     step_dir=request.step_dir.resolve()))
+        return PlaybookAttempt(dataclasses.replace(request,
+                                                   step_dir=request.step_dir.resolve()))
 
 
 def warm_up(inventory: Inventory, hosts: Sequence[str], env: Mapping[str, str],
@@ -345,7 +321,7 @@ def warm_up(inventory: Inventory, hosts: Sequence[str], env: Mapping[str, str],
 
     def cancel() -> bool:
         if time.monotonic() >= deadline:
-            _end_ansible_processes()
+            _end_ansible_processes("")  # before the steps: nothing else runs yet
             return True
         return False
 

@@ -1,15 +1,22 @@
 """The executor interface between the engine and whatever runs a playbook step.
 
-A step is *prepared* and then *released*: today ``prepare`` only lays out the step's
-directory, but the seam lets a future executor start Ansible ahead of time (process started,
-inventory loaded, connections open) so the ~2 s start-up is paid before the step is due;
-the step's start checkpoint is the release.
+A step is *prepared* and then *released*. With ``request.prestage`` the executor starts
+Ansible at ``prepare`` (process started, inventory and playbook loaded) and holds it until
+the release, so its start-up is paid before the step is due; the step's start checkpoint
+(step_started) is the release instant and its timeout counts from there. Without it,
+``prepare`` only lays out the attempt's directory and the process starts at the release.
+
+    prepared = executor.prepare(request)
+    at = prepared.go(on_release)      # non-blocking; on_release(time.monotonic()) first
+    outcome = prepared.wait()         # until the end
+    outcome = prepared.release(on_release)   # go + wait
+    prepared.discard()                # never released: no process left behind
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +48,7 @@ class StepRequest:
     cancel: threading.Event
     emit: Emit
     env: Mapping[str, str] = field(default_factory=dict)
+    prestage: bool = False  # start the process at prepare, held until the release
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,27 @@ class StepOutcome:
     rc: int | None = None
 
 
+OnRelease = Callable[[float], None]
+
+
 class PreparedStep(Protocol):
-    def release(self) -> StepOutcome: ...
+    """One attempt, prepared. ``go`` releases it (``cancel``: a parallel member's own flag,
+    replacing the request's) and returns the release instant (``time.monotonic()``);
+    ``discard`` ends a step that is never released, leaving no process behind."""
+
+    def go(self, on_release: OnRelease | None = None,
+           cancel: threading.Event | None = None) -> float: ...
+
+    def wait(self) -> StepOutcome: ...
+
+    def release(self, on_release: OnRelease | None = None,
+                cancel: threading.Event | None = None) -> StepOutcome: ...
+
+    def discard(self) -> None: ...
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """True once the process is held at its release point (within ``timeout_s``)."""
+        ...
 
 
 class Executor(Protocol):

@@ -279,6 +279,22 @@ class SshPool:
             raise
         return CommandResult(code, out, err, time.monotonic() - start, connect_s)
 
+    def open_channel(self, target: SshTarget, timeout: float) -> paramiko.Channel:
+        """A new session channel on the host's warm connection (opened if needed), for
+        callers that stream a command themselves (executors/command.py)."""
+        deadline = time.monotonic() + timeout
+        self.connect(target, deadline)
+        client = self._clients.get(target)
+        if client is None:
+            raise SshUnreachable(target.host, "connection closed")
+        try:
+            return _transport(client, target.host).open_session(
+                timeout=_remaining(deadline, timeout))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.discard(target)
+            raise SshTimeout(target.host, f"no channel within {timeout:.1f}s (host lost?): "
+                                          f"{exc}") from exc
+
     def run(self, target: SshTarget, argv: Sequence[str], timeout: float) -> CommandResult:
         """Run ``argv``, each word quoted (``shlex.join``): no value is read by the shell."""
         if not argv:

@@ -15,7 +15,6 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from drdrill.errors import BadInput, ValidationFailed
-from drdrill.exercise.keys import parse_public
 from drdrill.runbook.durations import format_duration, parse_duration
 
 
@@ -142,6 +141,8 @@ def _build(path: Path, data: dict[str, Any]) -> Manifest:
     participants = tuple(Participant(p["name"], p["public_key"]) for p in data["participants"])
     problems += _duplicates(path, "checks", [c.id for c in checks])
     problems += _duplicates(path, "participants", [p.name for p in participants])
+    from drdrill.exercise.keys import parse_public  # cryptography: only for manifests
+
     for number, participant in enumerate(participants):
         try:
             parse_public(participant.public_key, f"{path}: participants.{number}.public_key")
@@ -185,6 +186,9 @@ def is_manifest_file(path: Path) -> bool:
     """Whether ``path`` holds a manifest (else it is a runbook, whose loader reports any
     unreadable or malformed file with locations)."""
     try:
-        return is_manifest(yaml.safe_load(path.read_text("utf-8")))
+        # libyaml when present (same safe loader, C speed): every runbook validate is given
+        # passes through here before its own line-numbered parse
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return is_manifest(yaml.load(path.read_text("utf-8"), Loader=loader))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False

@@ -20,8 +20,12 @@ class EventType(StrEnum):
     CONNECTIONS = "connections"
     STEP_STARTED = "step_started"
     STEP_CONNECTIONS = "step_connections"
+    STEP_PREPARED = "step_prepared"
+    STEP_RELEASED = "step_released"
+    STEP_DISCARDED = "step_discarded"
     TASK = "task"
     FACT = "fact"
+    COMMAND = "command"
     STEP_RETRY = "step_retry"
     STEP_FINISHED = "step_finished"
     STEP_DONE_OUTSIDE = "step_done_outside"
@@ -48,6 +52,8 @@ class EventType(StrEnum):
     ROLLBACK_FINISHED = "rollback_finished"
     RUN_FINISHED = "run_finished"
     RESUMED = "resumed"
+    ISOLATION_STARTED = "isolation_started"
+    ISOLATION_FINISHED = "isolation_finished"
 
 
 class RunStarted(TypedDict, total=False):
@@ -63,6 +69,8 @@ class RunStarted(TypedDict, total=False):
     service_interval_s: float | None
     canary_interval_s: float | None
     plan: list[dict[str, Any]]
+    isolated: dict[str, Any] | None
+    prestage: bool
 
 
 class Preflight(TypedDict, total=False):
@@ -99,12 +107,38 @@ class StepStarted(TypedDict, total=False):
     hosts: list[str]
     attempt: int
     phase: str
+    group: str
 
 
 class StepConnections(TypedDict, total=False):
     index: int
     step: str
     hosts: dict[str, dict[str, Any]]
+
+
+class StepPrepared(TypedDict, total=False):
+    index: int
+    name: str
+    attempt: int
+    pid: int
+    ready_s: float
+    loaded_s: float
+
+
+class StepReleased(TypedDict, total=False):
+    index: int
+    name: str
+    phase: str
+    attempt: int
+    ready: bool
+    waited_ready_s: float
+
+
+class StepDiscarded(TypedDict, total=False):
+    index: int
+    name: str
+    phase: str
+    reason: str
 
 
 class Task(TypedDict, total=False):
@@ -114,7 +148,21 @@ class Task(TypedDict, total=False):
     host: str | None
     event: str
     duration_s: float
+    changed: bool
     msg: str
+
+
+class Command(TypedDict, total=False):
+    index: int
+    step: str
+    host: str
+    argv: list[str]
+    status: str
+    rc: int | None
+    duration_s: float
+    stdout: str
+    stderr: str
+    killed: list[int]
 
 
 class Fact(TypedDict, total=False):
@@ -146,6 +194,7 @@ class StepFinished(TypedDict, total=False):
     duration_s: float
     manual: dict[str, Any]
     assumed: bool
+    group: str
 
 
 class StepDoneOutside(TypedDict, total=False):
@@ -312,8 +361,18 @@ class Resumed(TypedDict, total=False):
     in_flight: str | None
     in_flight_phase: str | None
     decision: str | None
+    in_flight_steps: list[str]
+    decisions: dict[str, str]
     by: str
     orphans_ended: list[int]
+
+
+class IsolationStarted(TypedDict, total=False):
+    steps: list[str]
+
+
+class IsolationFinished(TypedDict, total=False):
+    teardown: str
 
 
 PAYLOADS: dict[EventType, type] = {
@@ -321,7 +380,9 @@ PAYLOADS: dict[EventType, type] = {
     EventType.PREFLIGHT_IGNORED: PreflightIgnored, EventType.INPUTS_SNAPSHOT: InputsSnapshot,
     EventType.CONNECTIONS: Connections, EventType.STEP_STARTED: StepStarted,
     EventType.STEP_CONNECTIONS: StepConnections, EventType.TASK: Task,
-    EventType.FACT: Fact, EventType.STEP_RETRY: StepRetry,
+    EventType.STEP_PREPARED: StepPrepared, EventType.STEP_RELEASED: StepReleased,
+    EventType.STEP_DISCARDED: StepDiscarded,
+    EventType.FACT: Fact, EventType.COMMAND: Command, EventType.STEP_RETRY: StepRetry,
     EventType.STEP_FINISHED: StepFinished, EventType.STEP_DONE_OUTSIDE: StepDoneOutside,
     EventType.CHECKPOINT: Checkpoint, EventType.T0: T0,
     EventType.RECOVERY_STARTED: RecoveryStarted, EventType.PROBE: Probe,
@@ -337,6 +398,8 @@ PAYLOADS: dict[EventType, type] = {
     EventType.ROLLBACK_STARTED: RollbackStarted,
     EventType.ROLLBACK_FINISHED: RollbackFinished, EventType.RUN_FINISHED: RunFinished,
     EventType.RESUMED: Resumed,
+    EventType.ISOLATION_STARTED: IsolationStarted,
+    EventType.ISOLATION_FINISHED: IsolationFinished,
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from drdrill.events import Event
 from drdrill.journal.store import GENESIS, iter_lines, line_hash
+from drdrill.measure.isolation import isolated_summary
 from drdrill.measure.metrics import compute_results, probe_attempts
 from drdrill.measure.split import time_split
 from drdrill.measure.verdict import data_verified
@@ -23,7 +24,8 @@ def _step_row(key: tuple[str, int], data: Mapping[str, Any]) -> dict[str, Any]:
             "phase": key[0], "hosts": list(data.get("hosts", [])), "started_at": None,
             "start_s": None, "finished_at": None, "end_s": None, "duration_s": None,
             "status": "running", "attempts": 0, "error": None, "manual": None,
-            "verification": bool(data.get("verification", False))}
+            "verification": bool(data.get("verification", False)),
+            "group": data.get("group")}  # the parallel group it ran in, or None
 
 
 def step_rows(events: Sequence[Event]) -> list[dict[str, Any]]:
@@ -81,6 +83,7 @@ def build_record(events: Sequence[Event], last_hash: str = GENESIS) -> dict[str,
         "mode": meta.get("mode"),
         "environment": meta.get("environment"),
         "exercise": meta.get("exercise"),
+        "isolated": isolated_summary(events),
         "declared_at": meta.get("declared_at"),
         "started_at": started.wall,
         "finished_at": finished.wall if finished else None,
@@ -98,6 +101,7 @@ def build_record(events: Sequence[Event], last_hash: str = GENESIS) -> dict[str,
         "checkpoints": {str(e.data.get("name")): e.wall for e in checkpoints},
         "checkpoint_offsets_s": {str(e.data.get("name")): e.mono for e in checkpoints},
         "steps": steps,
+        "rollback": rollback_summary(events, results.disaster_started_mono),
         "service_interval_s": meta.get("service_interval_s"),
         "canary_interval_s": meta.get("canary_interval_s"),
         "probe_transitions": _probe_transitions(events),
@@ -115,6 +119,23 @@ def build_record(events: Sequence[Event], last_hash: str = GENESIS) -> dict[str,
         "handler_errors": _errors(events, "handler_error", "handler"),
         "journal_last_hash": last_hash,
     }
+
+
+def rollback_summary(events: Sequence[Event], disaster_began: float | None
+                     ) -> dict[str, Any] | None:
+    """When the rollback ran, why, how it ended and how long it took; ``from_disaster_s``
+    is the disaster step's start (e.g. "deploy started") to the rollback's end (e.g. "N
+    verified again"). None when no rollback ran."""
+    started = next((e for e in events if e.type == "rollback_started"), None)
+    if started is None:
+        return None
+    finished = next((e for e in reversed(events) if e.type == "rollback_finished"), None)
+    end = finished.mono if finished is not None else None
+    return {"reason": started.data.get("reason"), "started_s": started.mono,
+            "finished_s": end, "status": finished.data.get("status") if finished else None,
+            "duration_s": None if end is None else round(end - started.mono, 6),
+            "from_disaster_s": (None if end is None or disaster_began is None
+                                else round(end - disaster_began, 6))}
 
 
 def _errors(events: Sequence[Event], type_: str, who: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from drdrill.errors import LabError
 from drdrill.lab.binaries import INSTALL_HINT, REQUIRED, find_bin_dir, server_version
@@ -28,7 +28,12 @@ from drdrill.lab.config import (
 from drdrill.lab.node import Node, conf_quote, postmaster_pid, slot_name
 from drdrill.lab.osuser import OsUser, ensure_traversable, lab_os_user
 
+if TYPE_CHECKING:
+    from drdrill.lab.patroni_conf import PatroniPorts
+    from drdrill.lab.service.lab import ServicePorts
+
 ENV_FORMAT = 1
+EXTRA_SECTIONS = ("service", "patroni")  # lab.env.json sections written by `lab up --with ...`
 
 
 def service_dsn(cfg: LabConfig, dbname: str = LAB_DB) -> str:
@@ -70,6 +75,8 @@ def _write_env(cfg: LabConfig, bin_dir: Path, user: OsUser) -> None:
         "log_dir": str(cfg.log_dir), "service_dsn": service_dsn(cfg),
         "nodes": {n: {"port": cfg.port_of(n), "data": str(cfg.data_dir(n))} for n in NODE_NAMES},
     }
+    old = read_env(cfg) or {}
+    env.update({k: old[k] for k in EXTRA_SECTIONS if k in old})  # kept by a plain `lab up`
     tmp = cfg.env_file.with_name("lab.env.json.tmp")
     tmp.write_text(json.dumps(env, indent=2) + "\n")
     tmp.chmod(0o644)
@@ -252,6 +259,9 @@ def _status(cfg: LabConfig, bin_dir: Path | None, user: OsUser,
         f"no lab in {cfg.lab_dir} yet: drdrill lab up"]
     extra += [f"{n.name} is fenced (drdrill.fenced); make it a standby of the primary: "
               "drdrill lab repair" for n in nodes if (n.data / "drdrill.fenced").exists()]
+    from drdrill.lab.clones import clone_notes  # run --isolated's clone (docs/isolated.md)
+
+    extra += clone_notes(cfg.lab_dir)
     return LabStatus(cfg.lab_dir, tuple(states), bin_dir, user.name, tuple([*notes, *extra]))
 
 
@@ -282,6 +292,12 @@ def lab_down(config: LabConfig, purge: bool = False) -> None:
     cfg = _effective(config, env)
     user = lab_os_user()
     bin_dir = Path(str(env["bin_dir"])) if env and env.get("bin_dir") else find_bin_dir()
+    from drdrill.lab.service.lab import service_down  # lazy: most labs have no service
+
+    service_down(cfg)  # its sites write to the database: stop them first
+    from drdrill.lab.patroni import patroni_down  # lazy, like the service
+
+    patroni_down(cfg)  # HAProxy, Patroni and its PostgreSQL nodes, etcd (no-op without it)
     left: list[str] = []
     for data in _instances(cfg.lab_dir):
         Node(data.name, 0, data, cfg, bin_dir, user).stop("fast")
@@ -292,3 +308,46 @@ def lab_down(config: LabConfig, purge: bool = False) -> None:
     if purge and cfg.lab_dir.exists():
         shutil.rmtree(cfg.lab_dir)
 
+
+
+# --- `drdrill lab up --with NAME`: parts a lab can have beside pg1/pg2 ----------------------
+LAB_EXTRAS = ("patroni", "service")
+
+
+class ExtraStatus(Protocol):
+    """What ``lab status`` shows of an extra (lab/patroni_status.py, lab/service/lab.py)."""
+
+    @property
+    def healthy(self) -> bool: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def lab_extras_up(config: LabConfig, names: tuple[str, ...], *,
+                  patroni_ports: PatroniPorts | None = None,
+                  service_ports: ServicePorts | None = None) -> dict[str, ExtraStatus]:
+    """Start the extras named (after ``lab_up``), in the order given; their status."""
+    started: dict[str, ExtraStatus] = {}
+    for name in dict.fromkeys(names):
+        if name == "patroni":
+            from drdrill.lab.patroni import patroni_up  # lazy: etcd/Patroni/HAProxy labs only
+
+            started[name] = patroni_up(config, patroni_ports)
+        elif name == "service":
+            from drdrill.lab.service.lab import service_up
+
+            started[name] = service_up(config, service_ports)
+        else:
+            raise LabError(f"unknown lab extra {name!r}",
+                           hint=f"choose from {', '.join(LAB_EXTRAS)}")
+    return started
+
+
+def lab_extras_status(config: LabConfig) -> dict[str, ExtraStatus]:
+    """The status of every extra this lab was set up with (none: empty)."""
+    from drdrill.lab.patroni import patroni_status
+    from drdrill.lab.service.lab import service_status
+
+    found: dict[str, ExtraStatus | None] = {"patroni": patroni_status(config),
+                                            "service": service_status(config)}
+    return {name: status for name, status in found.items() if status is not None}

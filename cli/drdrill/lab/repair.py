@@ -32,6 +32,7 @@ from drdrill.lab.api import (
     _wait_healthy,
     read_env,
 )
+from drdrill.lab.clones import remove_clone
 from drdrill.lab.config import LAB_DB, LabConfig, LabStatus
 from drdrill.lab.node import Node
 from drdrill.lab.osuser import lab_os_user
@@ -166,6 +167,7 @@ def lab_repair(config: LabConfig, say: Say) -> LabStatus:
     pg1, pg2 = _nodes(cfg, bin_dir, user)
     if not pg1.initialized and not pg2.initialized:
         raise LabError(f"the lab in {cfg.lab_dir} has no data", hint="drdrill lab up")
+    remove_clone(cfg, bin_dir, user, say)  # a run --isolated that never tore down
     _start_down_nodes((pg1, pg2), say)
     source = _pick_source((pg1, pg2), say)
     other = pg2 if source is pg1 else pg1

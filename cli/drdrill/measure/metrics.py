@@ -96,8 +96,8 @@ def derive_t0(events: Sequence[Event]) -> tuple[float | None, str | None, float 
     t0_event = _first(events, "t0")
     if t0_event is None:
         return None, None, None
-    if t0_event.data.get("source") == "declared":
-        return t0_event.mono, "declared", None
+    if t0_event.data.get("source") in ("declared", "isolated_clone"):  # an instant, as is
+        return t0_event.mono, str(t0_event.data.get("source")), None
     began = disaster_began(events, t0_event)
     candidates = [(t0_event.mono, 2, "disaster_step")]
     if began is not None:
@@ -118,6 +118,16 @@ def _service_restored(attempts: list[tuple[float, bool]], after: float) -> float
     return next((start for start, ok in attempts if ok and start >= after), None)
 
 
+def _restored(attempts: list[tuple[float, bool]], since: float, recovery: float) -> float | None:
+    """The first pass once recovery began — unless the service came back on its own before
+    (a load balancer or Patroni faster than the disaster step's own end): then the start of
+    the passing streak still in progress when recovery began, as a client saw it."""
+    failed = [start for start, ok in attempts if not ok and since <= start < recovery]
+    if not failed:
+        return _service_restored(attempts, recovery)
+    return next((start for start, ok in attempts if ok and start > failed[-1]), None)
+
+
 def measure_rto(events: Sequence[Event]) -> tuple[float | None, ...]:
     """(t0, recovery_started, service_restored, last_failure, first_failure_after_t0)."""
     t0, _source, began = derive_t0(events)
@@ -126,9 +136,9 @@ def measure_rto(events: Sequence[Event]) -> tuple[float | None, ...]:
     recovery = _first(events, "recovery_started")
     recovery_mono = max(recovery.mono, t0) if recovery is not None else t0
     attempts = probe_attempts(events)
-    restored = (_service_restored(attempts, recovery_mono) if attempts
-                else _checkpoint(events, "service_restored"))
     since = t0 if began is None else min(began, t0)
+    restored = (_restored(attempts, since, recovery_mono) if attempts
+                else _checkpoint(events, "service_restored"))
     failures = [start for start, ok in attempts if not ok and start >= since
                 and (restored is None or start <= restored)]
     return (t0, recovery_mono, restored, failures[-1] if failures else None,
@@ -216,11 +226,20 @@ def measure_rpo(events: Sequence[Event]) -> RpoMeasure:
                       tuple(lost), ACKNOWLEDGED, None)
 
 
+def _up_before(events: Sequence[Event], began: float | None, t0: float | None) -> bool:
+    """The service probe passed before the disaster step began (so it watched the fault;
+    never true for a declared T0 before the run, when nobody watched)."""
+    since = began if began is not None else t0
+    return since is not None and any(ok and start <= since for start, ok in probe_attempts(events))
+
+
 def compute_results(events: Sequence[Event], rto_objective: float,
                     rpo_objective: float) -> Results:
     t0, recovery, restored, last_failure, first_failure = measure_rto(events)
     _, t0_source, began = derive_t0(events)
     rto = None if t0 is None or restored is None else round(restored - t0, 6)
+    if rto is not None and first_failure is None and _up_before(events, began, t0):
+        rto = 0.0  # seen up before the fault, never failed from it on: no outage, RTO 0
     downtime = None
     if restored is not None:
         downtime = round(restored - first_failure, 6) if first_failure is not None else 0.0
@@ -233,5 +252,6 @@ def compute_results(events: Sequence[Event], rto_objective: float,
                       outages=measure_outages(events), rpo_basis=rpo.basis,
                       rpo_reason=rpo.reason, disaster_started_mono=began)
     from drdrill.measure.bound import apply_bound  # incident mode; bound imports Results
+    from drdrill.measure.isolation import apply_clone_lag  # run --isolated
 
-    return apply_bound(results, events, rpo_objective)
+    return apply_clone_lag(apply_bound(results, events, rpo_objective), events, rpo_objective)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from drdrill.events import Event
 
-AUTOMATED_KINDS = ("playbook", "probe", "notify")
+AUTOMATED_KINDS = ("playbook", "command", "probe", "notify")
 HUMAN_KINDS = ("manual",)
 
 
@@ -59,10 +59,23 @@ def time_split(events: Sequence[Event], t0: float | None,
     """The split of [t0, restored]; None when either end is unknown (not measured)."""
     if t0 is None or restored is None or restored < t0:
         return None
-    spent = {"automated": 0.0, "human": 0.0}
-    for label, start, end in _intervals(events):
-        if label in spent:
-            spent[label] += max(0.0, min(end, restored) - max(start, t0))
+    spent = _covered(_intervals(events), t0, restored)
     automated, human = round(spent["automated"], 6), round(spent["human"], 6)
     waiting = round(max(0.0, (restored - t0) - automated - human), 6)
     return TimeSplit(automated, human, waiting)
+
+
+def _covered(intervals: list[tuple[str, float, float]], t0: float,
+             restored: float) -> dict[str, float]:
+    """Seconds of [t0, restored] covered by human, else by automated intervals. Members of
+    a parallel group overlap: each instant counts once (a person's time first), so the
+    three parts still add up to the window."""
+    clipped = [(label, max(start, t0), min(end, restored)) for label, start, end in intervals
+               if label in ("human", "automated") and min(end, restored) > max(start, t0)]
+    cuts = sorted({t for _, start, end in clipped for t in (start, end)})
+    spent = {"automated": 0.0, "human": 0.0}
+    for left, right in zip(cuts, cuts[1:], strict=False):
+        labels = {label for label, start, end in clipped if start <= left and right <= end}
+        if labels:
+            spent["human" if "human" in labels else "automated"] += right - left
+    return spent

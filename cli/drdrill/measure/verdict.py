@@ -48,6 +48,9 @@ def decide(results: Results, failed_steps: Sequence[str]) -> Verdict:
     if results.rpo_basis == "bound" and results.rpo_met is None:
         reasons.append(f"RPO not measured (incident): its bound {results.rpo_bound_s:g}s "
                        "is above the objective")
+    if results.rpo_basis == "clone_lag" and results.rpo_met is None:
+        reasons.append(f"RPO not measured (isolated): the clone's lag bound "
+                       f"{results.rpo_bound_s:g}s is above the objective")
     if results.rpo_basis == NOT_MEASURED:
         reasons.append(f"RPO not measured: {results.rpo_reason or 'canary read-back failed'}")
     reasons += [f"step {name!r} failed" for name in failed_steps]

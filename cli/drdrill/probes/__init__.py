@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 
 _BUILTIN_MODULES = (
+    "drdrill.probes.canary_http",
     "drdrill.probes.command",
     "drdrill.probes.net",
     "drdrill.probes.postgres",

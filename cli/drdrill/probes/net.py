@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import urllib.error
 import urllib.request
 
 from drdrill.probes.base import ProbeContext, ProbeResult, register_probe
 from drdrill.runbook.model import ProbeSpec
+
+MAX_BODY = 64 * 1024  # read at most this much of a body checked with expect_body
 
 
 class TcpProbe:
@@ -33,18 +36,27 @@ class HttpProbe:
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"http probe url must be http(s): {self.url!r}")
         self.expect_status = int(spec.options.get("expect_status", 200))
+        body = spec.options.get("expect_body")
+        self.expect_body = None if body is None else re.compile(str(body))
         self.timeout_s = spec.timeout_s
 
     def check(self) -> ProbeResult:
         try:
             with urllib.request.urlopen(self.url, timeout=self.timeout_s) as response:  # noqa: S310
                 status = int(response.status)
+                body = response.read(MAX_BODY) if self.expect_body else b""
         except urllib.error.HTTPError as exc:
-            status = exc.code
+            status, body = exc.code, b""
         except (urllib.error.URLError, OSError) as exc:
             return ProbeResult(False, f"{self.url}: {exc}")
         ok = status == self.expect_status
         detail = f"HTTP {status}" + ("" if ok else f" (expected {self.expect_status})")
+        if ok and self.expect_body is not None:
+            text = body.decode(errors="replace")
+            if not self.expect_body.search(text):
+                # the answer a client parses is wrong (e.g. a renamed field): a failed check
+                return ProbeResult(False, f"HTTP {status}, body does not match "
+                                          f"{self.expect_body.pattern!r}: {text[:120]!r}")
         return ProbeResult(ok, detail)
 
     def close(self) -> None:

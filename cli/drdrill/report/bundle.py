@@ -133,13 +133,11 @@ def _add_runbook(record: dict[str, Any], root: Path, files: dict[str, bytes | Pa
 
 
 def _playbooks(doc: dict[str, Any]) -> set[str]:
-    names = set()
-    for key in ("steps", "rollback"):
-        items = doc.get(key)
-        for item in items if isinstance(items, list) else []:
-            if isinstance(item, dict) and isinstance(item.get("playbook"), str):
-                names.add(item["playbook"])
-    return names
+    """Playbooks of every step: rollback.steps and parallel groups' members included."""
+    from drdrill.runbook.walk import walk_steps
+
+    return {raw.data["playbook"] for raw in walk_steps(doc)
+            if isinstance(raw.data.get("playbook"), str)}
 
 
 def verify_bundle(path: Path) -> list[str]:

@@ -187,6 +187,7 @@ class StepView:
     error: str
     acknowledged_by: str
     verification: bool = False
+    group: str = ""  # the parallel group it ran in ("" outside a group)
 
     @property
     def manual(self) -> bool:
@@ -228,6 +229,7 @@ def steps(record: Record) -> list[StepView]:
             attempts=int(attempts) if attempts is not None else None,
             error=str(item.get("error") or ""), acknowledged_by=text(ack),
             verification=bool(item.get("verification", False)),
+            group=text(item.get("group")) if item.get("group") else "",
         ))
     return out
 
@@ -244,6 +246,11 @@ def deviations(record: Record) -> list[str]:
             out.append(f"{label} {step.status}{detail}")
         if step.attempts is not None and step.attempts > 1:
             out.append(f"{label} retried: {step.attempts} attempts")
+    rollback = section(record, "rollback")
+    if rollback:
+        out.append(f"rollback ran ({rollback.get('reason')}): {rollback.get('status')} in "
+                   f"{secs(num(rollback.get('duration_s')))}; disaster step start to rollback "
+                   f"end {secs(num(rollback.get('from_disaster_s')))}")
     v = verdict(record)
     if v.rto_met is False:
         out.append(f"RTO objective missed: {secs(v.rto_s)} > {secs(v.rto_target_s)}")

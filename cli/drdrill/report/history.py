@@ -69,7 +69,13 @@ def row_from_record(record: data.Record, fallback_id: str) -> HistoryRow:
 def collect_history(runs_dir: Path, runbook: str | None = None) -> list[HistoryRow]:
     """Rows of every run directory under ``runs_dir`` with a readable record.json (others
     are skipped), newest first; ``runbook`` keeps only runs of that runbook name."""
-    rows = []
+    return [row for row, _record in collect_runs(runs_dir, runbook)]
+
+
+def collect_runs(runs_dir: Path, runbook: str | None = None
+                 ) -> list[tuple[HistoryRow, data.Record]]:
+    """``collect_history``'s rows with each run's record (what ``plan`` predicts from)."""
+    runs: list[tuple[HistoryRow, data.Record]] = []
     try:
         entries = sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []
     except OSError:
@@ -82,9 +88,16 @@ def collect_history(runs_dir: Path, runbook: str | None = None) -> list[HistoryR
             continue
         row = row_from_record(record, entry.name)
         if runbook is None or _wanted(runbook, _names(record, row)):
-            rows.append(row)
-    rows.sort(key=lambda r: (r.date if r.date != data.NA else "", r.run_id), reverse=True)
-    return rows
+            runs.append((row, record))
+    runs.sort(key=lambda run: (run[0].date if run[0].date != data.NA else "", run[0].run_id),
+              reverse=True)
+    return runs
+
+
+def counted(row: HistoryRow) -> bool:
+    """An aborted or errored run's figures (if any) are not a drill result: trends and
+    predictions count only runs that completed (passed or failed)."""
+    return row.status in ("passed", "failed")
 
 
 def _names(record: data.Record, row: HistoryRow) -> set[str]:
@@ -140,13 +153,12 @@ def trend(rows: list[HistoryRow]) -> dict[str, Trend]:
     out = {}
     for name, group in by_runbook.items():
         oldest_first = sorted(group, key=lambda r: (r.date, r.run_id))
-        # an aborted or errored run's RTO (if any) is not a drill result: not in the trend
-        counted = [r for r in oldest_first if r.status in ("passed", "failed")]
-        measured = [r.rto_s for r in counted if r.rto_s is not None]
+        done = [r for r in oldest_first if counted(r)]
+        measured = [r.rto_s for r in done if r.rto_s is not None]
         latest = measured[-1] if measured else None
         previous = measured[-2] if len(measured) > 1 else None
         out[name] = Trend(name, direction(latest, previous), latest, previous,
-                          len(group), sparkline([r.rto_s for r in counted]))
+                          len(group), sparkline([r.rto_s for r in done]))
     return out
 
 

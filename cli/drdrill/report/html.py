@@ -13,6 +13,7 @@ from html import escape
 from drdrill.events import Event
 from drdrill.report import data
 from drdrill.report.data import NA, Record, Verdict
+from drdrill.report.isolated import isolated_lines
 from drdrill.report.timeline import render_timeline
 
 CSS = """
@@ -151,6 +152,8 @@ def _steps_table(record: Record) -> str:
         attempts = NA if s.attempts is None else str(s.attempts)
         error = f'<div class="t">{_e(s.error)}</div>' if s.error else ""
         phase = " <em>(rollback)</em>" if s.phase == "rollback" else ""
+        if s.group:  # members of one group ran at once: their times overlap
+            phase += f' <em class="group">(parallel: {_e(s.group)})</em>'
         rows.append(
             f'<tr class="{_e(s.status)}"><td class="num">{_e(s.index)}</td>'
             f"<td>{_e(s.name)}{phase}{error}</td><td>{_e(s.kind)}</td>"
@@ -215,6 +218,16 @@ def _checkpoints(record: Record, events: Sequence[Event]) -> str:
             f'<th>from start</th></tr></thead><tbody>{rows}</tbody></table>') if rows else ""
 
 
+def _isolated(record: Record) -> str:
+    """run --isolated: the banner comes first, so nobody reads a failover of production."""
+    lines = isolated_lines(record)
+    if not lines:
+        return ""
+    rest = "".join(f"<br>{_e(line)}" for line in lines[1:])
+    return (f'<p id="isolated" style="background:#5b2a86;color:#fff;padding:10px 14px;'
+            f'font-size:15px"><strong>{_e(lines[0])}</strong>{rest}</p>')
+
+
 def render_html(record: Record, events: Sequence[Event]) -> str:
     runbook = data.section(record, "runbook")
     title = f"DR {data.text(record.get('mode'))} report: {data.text(runbook.get('name'))}"
@@ -229,8 +242,8 @@ def render_html(record: Record, events: Sequence[Event]) -> str:
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main>",
-        f'<header><h1>{_e(title)}</h1><p class="sub">{_e(sub)}</p>{_verdict(record)}'
-        f"</header>",
+        f'<header>{_isolated(record)}<h1>{_e(title)}</h1><p class="sub">{_e(sub)}</p>'
+        f"{_verdict(record)}</header>",
         '<h2 id="timeline">Timeline</h2><div class="panel">'
         f"{render_timeline(record, events)}</div>",
         f'<h2 id="steps">Steps</h2>{_steps_table(record)}',

@@ -36,7 +36,8 @@ def render_junit(record: Record) -> str:
     suite = ET.Element("testsuite", name=suite_name, timestamp=data.text(
         record.get("started_at")))
     for step in data.steps(record):
-        name = f"{step.index:02d} {step.name}" + (" (rollback)" if step.phase != "main" else "")
+        phase = f" ({step.phase})" if step.phase != "main" else ""
+        name = f"{step.index:02d} {step.name}{phase}"
         case = _case(suite, f"{cls}.steps", name, step.duration_s)
         detail = (f"status {step.status}, attempts {data.text(step.attempts)}, "
                   f"{step.mode_word}, hosts {data.text(list(step.hosts))}")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from drdrill.events import Event
 from drdrill.report import data
 from drdrill.report.data import NA, Record
+from drdrill.report.isolated import isolated_lines
 
 SECTIONS = (
     "Executive summary",
@@ -83,6 +84,9 @@ def render_markdown(record: Record, events: Sequence[Event]) -> str:
     started = data.text(record.get("started_at"))
     out = [f"# After-action report: {_line(runbook.get('name'))} "
            f"({_line(record.get('mode'))}, {started[:10]})", ""]
+    banner = isolated_lines(record)
+    if banner:  # first, so nobody reads it as a failover of production
+        out += [f"> **{_line(banner[0])}**", ">", *[f"> {_line(b)}" for b in banner[1:]], ""]
     out += [f"## {SECTIONS[0]}", "", *executive_summary(record), ""]
 
     out += [f"## {SECTIONS[1]}", ""]
@@ -123,7 +127,8 @@ def render_markdown(record: Record, events: Sequence[Event]) -> str:
     out += _table(("time (UTC)", "+s", "step", "kind", "manual/automated", "status",
                    "duration", "attempts", "acknowledged by"),
                   [(s.started_at, data.secs(s.start_s), f"{s.index}. {s.name}"
-                    + (" (rollback)" if s.phase == "rollback" else ""), s.kind, s.mode_word,
+                    + ("" if s.phase == "main" else f" ({s.phase})")
+                    + (f" [parallel: {s.group}]" if s.group else ""), s.kind, s.mode_word,
                     s.status, data.secs(s.duration_s), s.attempts,
                     s.acknowledged_by if s.manual else "")
                    for s in data.steps(record)])

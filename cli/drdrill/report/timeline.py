@@ -159,7 +159,8 @@ def _step_row(s: StepView, y: float, x: Callable[[float], float], scale: float,
     name = s.name if len(s.name) <= 34 else s.name[:33] + "…"
     phase = " (rollback)" if s.phase == "rollback" else ""
     by = f", acknowledged by {s.acknowledged_by}" if s.manual else ""
-    title = (f"{s.index}. {s.name}{phase}: {s.status}, {data.secs(duration)}, "
+    group = f", parallel group {s.group}" if s.group else ""
+    title = (f"{s.index}. {s.name}{phase}{group}: {s.status}, {data.secs(duration)}, "
              f"{kind}{by}, attempts {s.attempts if s.attempts is not None else data.NA}")
     bar_y = y + (ROW - BAR) / 2
     width = max(duration * scale, 2.0)  # an instant (skipped step) stays visible
@@ -169,9 +170,11 @@ def _step_row(s: StepView, y: float, x: Callable[[float], float], scale: float,
         note += f" · manual ({s.acknowledged_by})"
     note += "".join(f" · ◆ {name}" for name in checkpoints)
     return (f'<text class="label" x="{X0 - 10}" y="{y + ROW / 2 + 4:.1f}" '
-            f'text-anchor="end">{_e(s.index)}. {_e(name)}{_e(phase)}</text>'
+            f'text-anchor="end">{"∥ " if s.group else ""}{_e(s.index)}. {_e(name)}'
+            f'{_e(phase)}</text>'
             f'<rect class="bar {status} {kind}" data-index="{_e(s.index)}" '
-            f'data-phase="{_e(s.phase)}" data-start-s="{start}" data-duration-s="{duration}" '
+            f'data-phase="{_e(s.phase)}" data-group="{_e(s.group)}" '
+            f'data-start-s="{start}" data-duration-s="{duration}" '
             f'x="{x(start):.2f}" y="{bar_y:.1f}" width="{width:.2f}" height="{BAR}" rx="2">'
             f'<title>{_e(title)}</title></rect>'
             f'<text class="note" x="{label_x:.2f}" y="{y + ROW / 2 + 4:.1f}">{_e(note)}</text>')

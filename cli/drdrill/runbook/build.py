@@ -16,9 +16,11 @@ from typing import Any
 
 from drdrill.runbook.durations import parse_duration
 from drdrill.runbook.endpoints import Bindings, substitute
+from drdrill.runbook.groups import group_names
 from drdrill.runbook.model import (
     MODES,
     CanarySpec,
+    IsolationSpec,
     NotifySpec,
     NotifyTarget,
     Objectives,
@@ -81,7 +83,7 @@ class _Builder:
                                     DEFAULT_PROBE_TIMEOUT_S))
 
     def step(self, raw: dict[str, Any], path: list[PathItem], index: int,
-             probes: Mapping[str, ProbeSpec]) -> Step:
+             probes: Mapping[str, ProbeSpec], group: str | None = None) -> Step:
         kind = StepKind(next(k for k in STEP_KINDS if k in raw))
         probe: ProbeSpec | None = None
         if kind in (StepKind.PROBE, StepKind.WAIT_FOR):
@@ -116,6 +118,11 @@ class _Builder:
             owner=raw.get("owner"),
             expected_s=(self.duration(raw["expected"], [*path, "expected"], 0.0)
                         if "expected" in raw else None),
+            group=group,
+            isolated=bool(raw.get("isolated", True)),
+            prestage=bool(raw.get("prestage", True)),
+            command=tuple(str(a) for a in raw.get("command") or ()),
+            local=bool(raw.get("local", False)), fact=raw.get("fact"),
         )
 
     def notify_targets(self, raws: list[Any]) -> tuple[NotifyTarget, ...]:
@@ -128,7 +135,18 @@ class _Builder:
 
     def steps(self, raws: list[Any], prefix: list[PathItem],
               probes: Mapping[str, ProbeSpec]) -> tuple[Step, ...]:
-        return tuple(self.step(raw, [*prefix, i], i + 1, probes) for i, raw in enumerate(raws))
+        """The list flattened: a parallel group's members become consecutive steps carrying
+        the group's name; indexes count steps (members included), 1-based."""
+        names = group_names(raws, prefix)
+        out: list[Step] = []
+        for i, raw in enumerate(raws):
+            if i not in names:
+                out.append(self.step(raw, [*prefix, i], len(out) + 1, probes))
+                continue
+            for j, member in enumerate(raw["parallel"]):
+                out.append(self.step(member, [*prefix, i, "parallel", j], len(out) + 1,
+                                     probes, group=names[i]))
+        return tuple(out)
 
     def runbook(self, playbook_dir: Path) -> Runbook:
         data = self.source.data
@@ -171,7 +189,21 @@ class _Builder:
             playbook_dir=playbook_dir,
             preflight=MappingProxyType(copy.deepcopy(data.get("preflight") or {})),
             notify=self.notify_targets(data.get("notify") or []),
+            isolation=self.isolation(data.get("isolation"), probes),
         )
+
+    def isolation(self, raw: dict[str, Any] | None,
+                  probes: Mapping[str, ProbeSpec]) -> IsolationSpec | None:
+        """``isolation:`` (docs/isolated.md): its steps are numbered in their own lists."""
+        if raw is None:
+            return None
+        return IsolationSpec(
+            steps=tuple(self.step(s, ["isolation", "steps", i], i + 1, probes)
+                        for i, s in enumerate(raw["steps"])),
+            teardown=tuple(self.step(s, ["isolation", "teardown", i], i + 1, probes)
+                           for i, s in enumerate(raw["teardown"])),
+            roles=MappingProxyType(dict(raw["roles"])),
+            endpoints=MappingProxyType(dict(raw["endpoints"])))
 
 
 def build_runbook(source: Source, playbook_dir: Path,

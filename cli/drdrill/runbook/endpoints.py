@@ -20,6 +20,7 @@ from typing import Any
 
 from drdrill.executors.inventory import Inventory
 from drdrill.runbook.source import PathItem, Problem, Source
+from drdrill.runbook.walk import raw_steps
 
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 TEMPLATE = re.compile(r"\{\{\s*(" + NAME + r")\s*\}\}")
@@ -119,15 +120,10 @@ def endpoint_sites(data: Mapping[str, Any]) -> Iterator[tuple[list[PathItem], di
     for name, spec in (probes.items() if isinstance(probes, dict) else ()):
         if isinstance(spec, dict):
             yield ["probes", name], spec
-    rollback = data.get("rollback")
-    lists: list[tuple[list[PathItem], Any]] = [(["steps"], data.get("steps"))]
-    if isinstance(rollback, dict):
-        lists.append((["rollback", "steps"], rollback.get("steps")))
-    for prefix, steps in lists:
-        for i, step in enumerate(steps if isinstance(steps, list) else ()):
-            for kind in ("probe", "wait_for"):
-                if isinstance(step, dict) and isinstance(step.get(kind), dict):
-                    yield [*prefix, i, kind], step[kind]
+    for path, step in raw_steps(data):  # parallel group members included
+        for kind in ("probe", "wait_for"):
+            if isinstance(step.get(kind), dict):
+                yield [*path, kind], step[kind]
 
 
 def _strings(value: Any, path: list[PathItem]) -> Iterator[tuple[list[PathItem], str]]:

@@ -14,6 +14,7 @@ from drdrill.errors import ValidationFailed
 from drdrill.executors.inventory import Inventory
 from drdrill.runbook.build import build_runbook
 from drdrill.runbook.endpoints import make_bindings, template_problems
+from drdrill.runbook.isolation import binding_problems, isolated_bindings
 from drdrill.runbook.model import Runbook
 from drdrill.runbook.schema import schema_problems
 from drdrill.runbook.semantic import semantic_problems
@@ -30,12 +31,14 @@ def default_playbook_dir(runbook_path: Path) -> Path:
 def load_runbook(path: Path, inventory: Inventory | None = None,
                  playbook_dir: Path | None = None, *,
                  extra_vars: Mapping[str, Any] | None = None,
-                 strict: bool = False) -> Runbook:
+                 strict: bool = False, isolated: bool = False) -> Runbook:
     """The runbook at ``path`` as a :class:`Runbook`; raise ValidationFailed listing every
     problem. With ``inventory``, every role a step uses must resolve to at least one host,
     and ``{{ name }}`` in probe/canary options is resolved from its all vars, the runbook's
     vars and ``extra_vars`` (-e); ``strict`` (about to use the endpoints: run, preflight)
-    also refuses names with no usable value now (unrendered, secret not supplied)."""
+    also refuses names with no usable value now (unrendered, secret not supplied);
+    ``isolated`` (run --isolated) resolves the names ``isolation.endpoints`` maps to the
+    clone's values instead."""
     path = Path(path)
     playbooks = (playbook_dir if playbook_dir is not None
                  else default_playbook_dir(path)).absolute()
@@ -51,6 +54,9 @@ def load_runbook(path: Path, inventory: Inventory | None = None,
     bindings = (make_bindings(source.data, inventory, extra_vars, strict)
                 if inventory is not None else None)
     if bindings is not None:
+        problems.extend(binding_problems(source, bindings))
+        if isolated:
+            bindings = isolated_bindings(source.data, bindings)
         problems.extend(template_problems(source, bindings))
     if not problems:
         runbook, problems = build_runbook(source, playbooks, bindings)

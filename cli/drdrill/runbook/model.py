@@ -6,7 +6,7 @@ implementation or to Ansible as extra vars); everything the engine reasons about
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -25,6 +25,7 @@ class StepKind(StrEnum):
     MANUAL = "manual"
     PAUSE = "pause"
     NOTIFY = "notify"
+    COMMAND = "command"  # an argv run on a role's hosts (or locally), no shell, no Ansible
 
 
 class OnFailure(StrEnum):
@@ -33,7 +34,12 @@ class OnFailure(StrEnum):
 
 
 class RollbackPolicy(StrEnum):
+    """When the rollback steps run. ON_FAILURE: also after a failed step (a verification
+    with ``on_failure: continue``), and then before the service probe and the canary stop,
+    so the rollback's outage and restoration are measured (engine/loop.py)."""
+
     ON_ABORT = "on-abort"
+    ON_FAILURE = "on-failure"
     ALWAYS = "always"
     NEVER = "never"
 
@@ -126,6 +132,12 @@ class Step:
     notify: NotifySpec | None = None
     owner: str | None = None  # manual steps: who is expected to carry them out
     expected_s: float | None = None  # manual steps: how long they should take
+    isolated: bool = True  # False: never runs in --isolated mode (docs/isolated.md)
+    prestage: bool = True  # playbook steps: start Ansible ahead, held until due (prestage.py)
+    group: str | None = None  # the parallel group it runs in (members are consecutive)
+    command: tuple[str, ...] = ()  # command steps: the argv, ``{{ name }}`` substituted per host
+    local: bool = False  # command steps: run on the controller instead of a role's hosts
+    fact: str | None = None  # command steps: journal the command's stdout as this fact
 
     @property
     def slug(self) -> str:
@@ -135,6 +147,20 @@ class Step:
 
     def runs_in(self, mode: str) -> bool:
         return mode in self.only
+
+
+@dataclass(frozen=True)
+class IsolationSpec:
+    """``isolation:``: how ``--isolated`` drills recovery on a clone (docs/isolated.md).
+    ``roles`` maps a production role to the clone's, ``endpoints`` an endpoint variable to
+    the variable holding the clone's value; ``steps`` build the clone, ``teardown`` removes
+    it whatever happened."""
+
+    steps: tuple[Step, ...]
+    teardown: tuple[Step, ...]
+    roles: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    endpoints: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    skipped: tuple[str, ...] = ()  # set for a run: the steps ``isolated: false`` dropped
 
 
 @dataclass(frozen=True)
@@ -158,6 +184,7 @@ class Runbook:
     playbook_dir: Path = field(default_factory=lambda: Path("playbooks"))
     preflight: Mapping[str, Any] = field(default_factory=lambda: EMPTY)  # parsed by engine
     notify: tuple[NotifyTarget, ...] = ()
+    isolation: IsolationSpec | None = None
 
     @property
     def disaster_step(self) -> Step | None:
@@ -165,3 +192,15 @@ class Runbook:
 
     def steps_for(self, mode: str) -> tuple[Step, ...]:
         return tuple(s for s in self.steps if s.runs_in(mode))
+
+
+def batches(steps: Sequence[Step]) -> list[tuple[Step, ...]]:
+    """``steps`` cut into what runs at once: a parallel group's members (consecutive, same
+    ``group``) together, every other step alone. Group names are unique in a runbook."""
+    out: list[tuple[Step, ...]] = []
+    for step in steps:
+        if step.group is not None and out and out[-1][0].group == step.group:
+            out[-1] = (*out[-1], step)
+        else:
+            out.append((step,))
+    return out

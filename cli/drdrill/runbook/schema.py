@@ -20,7 +20,7 @@ from jsonschema.exceptions import best_match
 from drdrill.runbook.durations import DURATION_PATTERN
 from drdrill.runbook.source import PathItem, Problem, Source, show, type_name
 
-STEP_KINDS = ("playbook", "probe", "wait_for", "manual", "pause", "notify")
+STEP_KINDS = ("playbook", "probe", "wait_for", "manual", "pause", "notify", "command")
 
 _TYPE_WORDS = {
     "object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
@@ -36,6 +36,8 @@ _PATTERN_HINTS = {
     r"^[A-Za-z0-9][A-Za-z0-9_.-]*$": "is not a valid checkpoint name — use letters, digits, "
                                     "., - and _",
     "^https?://": "is not an http(s) URL — start it with http:// or https://",
+    r"^(https?://|\{\{ *[A-Za-z_][A-Za-z0-9_]* *\}\})": "is not an http(s) URL — start it "
+    "with http://, https:// or an inventory variable ({{ service_url }}/...)",
 }
 
 
@@ -86,12 +88,13 @@ def _explain(error: ValidationError) -> Iterator[Explained]:
             if key not in instance:
                 yield path, _missing(path, key), False
     elif kind == "dependentRequired" and isinstance(instance, dict):
-        yield path + ["playbook"], ("a playbook step needs role: — name the role whose "
-                                    "hosts it runs on"), True
+        yield from _dependents(path, instance, error.validator_value)
     elif kind == "oneOf" and _is_kind_choice(schema):
         if not isinstance(instance, dict):
             return  # not a mapping: the type error says so
         present = [k for k in STEP_KINDS if k in instance]
+        if not present and "parallel" in instance:
+            return  # a nested group: its unknown key says so
         if not present:
             yield path, ("the step does nothing — give exactly one of "
                          + ", ".join(STEP_KINDS)), False
@@ -112,6 +115,20 @@ def _explain(error: ValidationError) -> Iterator[Explained]:
         yield path, _plain_message(error), False
 
 
+_DEPENDENT_HINTS = {
+    "playbook": "a playbook step needs role: — name the role whose hosts it runs on",
+    "local": "local: belongs to command steps — add command: [argv...] or drop local:",
+    "fact": "fact: belongs to command steps — add command: [argv...] or drop fact:",
+}
+
+
+def _dependents(path: list[PathItem], instance: dict[str, Any],
+                rules: Any) -> Iterator[Explained]:
+    for key, needs in (rules.items() if isinstance(rules, dict) else ()):
+        if key in instance and any(n not in instance for n in needs):
+            yield path + [key], _DEPENDENT_HINTS.get(key, f"{key} needs {', '.join(needs)}"), True
+
+
 def _is_kind_choice(schema: dict[str, Any]) -> bool:
     options = schema.get("oneOf", [])
     return [o.get("required") for o in options] == [[k] for k in STEP_KINDS]
@@ -125,7 +142,13 @@ def _unknown_keys(path: list[PathItem], instance: dict[str, Any],
         if key in known or any(re.search(p, key) for p in patterns):
             continue
         close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-        if close:
+        if key == "parallel" and "parallel" in path:
+            hint = ("parallel groups do not nest — list these steps in the outer group, or "
+                    "make it a group of its own before or after")
+        elif "parallel" in instance and key != "parallel":
+            hint = (f"a parallel group takes only parallel: and name: — put {key}: on its "
+                    "member steps")
+        elif close:
             hint = f"did you mean {close[0]!r}?"
         elif known:
             hint = "allowed here: " + ", ".join(known)

@@ -14,7 +14,11 @@ from typing import Any
 
 from drdrill.executors.inventory import Inventory
 from drdrill.notify.checks import notify_problems
+from drdrill.runbook.commands import command_problems
+from drdrill.runbook.groups import group_problems
+from drdrill.runbook.isolation import isolation_problems
 from drdrill.runbook.source import PathItem, Problem, Source, json_path, show
+from drdrill.runbook.walk import raw_steps
 
 
 @dataclass
@@ -39,22 +43,13 @@ def semantic_problems(source: Source, inventory: Inventory | None,
         out.extend(_probe_regex(source, ["service", "probe"], service.get("probe")))
     seen = _Seen()
     checker = _StepChecker(source, inventory, playbook_dir, probes, roles, seen)
-    for path, step in _steps(data):
+    for path, step in raw_steps(data):
         out.extend(checker.check(path, step))
-    out.extend(notify_problems(source, _steps(data)))
+    out.extend(group_problems(source, seen.names))
+    out.extend(notify_problems(source, raw_steps(data)))
+    out.extend(command_problems(source))
+    out.extend(isolation_problems(source, inventory, playbook_dir))
     return out
-
-
-def _steps(data: dict[str, Any]) -> Iterator[tuple[list[PathItem], dict[str, Any]]]:
-    lists: list[tuple[list[PathItem], Any]] = [(["steps"], data.get("steps"))]
-    rollback = data.get("rollback")
-    if isinstance(rollback, dict):
-        lists.append((["rollback", "steps"], rollback.get("steps")))
-    for prefix, steps in lists:
-        if isinstance(steps, list):
-            for i, step in enumerate(steps):
-                if isinstance(step, dict):
-                    yield [*prefix, i], step
 
 
 @dataclass
@@ -167,11 +162,15 @@ def playbook_problem(playbook: str, playbook_dir: Path) -> str | None:
 def _probe_regex(source: Source, path: list[PathItem], spec: Any) -> Iterator[Problem]:
     if not isinstance(spec, dict):
         return
-    pattern = spec.get("expect_output")
+    for key in ("expect_output", "expect_body"):
+        yield from _one_regex(source, [*path, key], spec.get(key))
+
+
+def _one_regex(source: Source, path: list[PathItem], pattern: Any) -> Iterator[Problem]:
     if isinstance(pattern, str):
         try:
             re.compile(pattern)
         except (re.error, OverflowError, RecursionError) as exc:
-            yield source.problem([*path, "expect_output"],
+            yield source.problem(path,
                                  f"{show(pattern)} is not a valid regular expression "
                                  f"({exc}) — fix it, or escape special characters with \\")

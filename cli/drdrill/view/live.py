@@ -96,7 +96,8 @@ class LiveView:
         """Called from the signal handler: say at once that the Ctrl-C was seen (the step's
         cancellation and the rollback's first event can take seconds)."""
         running = [r.name for r in self.state.rows.values() if r.status == "running"]
-        what = f"cancelling step {running[-1]!r}" if running else "cancelling"
+        what = ("cancelling " + ("step " if len(running) == 1 else "steps ")  # a group: all
+                + ", ".join(repr(n) for n in running)) if running else "cancelling"
         self.state.stopping = ("stopping now: the rollback is cancelled too" if hard else
                                f"stopping: {what}, then rollback… (Ctrl-C again: stop the "
                                "rollback too)")
@@ -191,7 +192,8 @@ def _plain_line(event: Event) -> str | None:
     if event.type == "step_started":
         hosts = ",".join(d.get("hosts", []))
         return (f"{phase}step {d['index']} {d['name']!r} started (attempt {d['attempt']})"
-                + (f" on {hosts}" if hosts else ""))
+                + (f" on {hosts}" if hosts else "")
+                + (f" [parallel: {d['group']}]" if d.get("group") else ""))
     if event.type == "step_finished":
         err = f": {d['error']}" if d.get("error") else ""
         return f"{phase}step {d['index']} {d['name']!r} {d['status']}{err}"

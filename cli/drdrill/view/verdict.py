@@ -28,6 +28,9 @@ def render_verdict(console: Console, record: dict[str, Any], run_dir: str) -> No
     objectives = record.get("objectives", {})
     status = str(record.get("status"))
     colour = {"passed": "green", "failed": "red"}.get(status, "yellow")
+    isolated = record.get("isolated")
+    if isinstance(isolated, dict):
+        _isolated_header(console, isolated)
     console.print(Text(f"Run {record.get('run_id')}: {status.upper()}", style=f"bold {colour}"))
     if record.get("reason"):
         console.print(f"  reason: {record['reason']}", markup=False)
@@ -73,7 +76,8 @@ def render_verdict(console: Console, record: dict[str, Any], run_dir: str) -> No
     for col in ("step", "status", "duration", "attempts"):
         steps.add_column(col)
     for step in record.get("steps", []):
-        label = step["name"] if step.get("phase") == "main" else f"(rollback) {step['name']}"
+        phase = step.get("phase")
+        label = step["name"] if phase == "main" else f"({phase}) {step['name']}"
         steps.add_row(Text(str(label)), str(step.get("status")), _seconds(step.get("duration_s")),
                       str(step.get("attempts")))
     console.print(steps)
@@ -83,6 +87,22 @@ def render_verdict(console: Console, record: dict[str, Any], run_dir: str) -> No
     console.print(f"  run directory: {run_dir}", markup=False)
     for line in _next_commands(record, run_dir):
         console.print(f"  next: {line}", style="bold", markup=False)
+
+
+def _isolated_header(console: Console, iso: dict[str, Any]) -> None:
+    """An isolated run must never be mistaken for a failover of production."""
+    console.print(Text(f"{iso.get('banner')}", style="bold reverse magenta"))
+    lag = iso.get("lag_bytes")
+    console.print(f"  recovered a clone of {iso.get('cloned_from') or '?'} cloned at "
+                  f"{iso.get('cloned_at') or '?'} (clone {iso.get('clone_endpoint') or '?'}, "
+                  f"copy {_seconds(iso.get('clone_s'))}); lag at clone time: "
+                  f"{'not measured' if lag is None else f'{lag} bytes'}, "
+                  f"{_seconds(iso.get('lag_s'))} ({iso.get('lag_s_kind') or 'n/a'}); "
+                  f"teardown {iso.get('teardown')}", markup=False)
+    skipped = iso.get("skipped_steps") or []
+    if skipped:
+        console.print(f"  not run (isolated: false): {', '.join(map(str, skipped))}",
+                      markup=False)
 
 
 def _next_commands(record: dict[str, Any], run_dir: str) -> list[str]:

@@ -1,0 +1,1 @@
+"""Ansible plugins shipped with drdrill (package data: ansible loads them by directory)."""
