@@ -109,8 +109,18 @@ def test_lost_writes_and_rpo_from_the_canary(local_inventory: Path, tmp_path: Pa
     results = record["results"]
     assert results["lost_writes"] == 8
     interval = record["canary_interval_s"]
-    # 8 writes at 100 ms: the newest lost write is 8 intervals after the newest survivor
-    assert abs(results["rpo_s"] - 8 * interval) <= interval, results["rpo_s"]
+    # the truth from the store itself: which sequence numbers survived, and when the canary
+    # attempted each (a loaded machine stretches 8 writes over more than 8 intervals)
+    survived = {int(x) for x in (result.run_dir / "store.log").read_text().split()}
+    writes = {e["data"]["seq"]: e["mono"] for e in map(json.loads, (
+        result.run_dir / "journal.jsonl").read_text().splitlines())
+        if e["type"] == "canary_write" and e["data"]["acked"]}
+    lost = sorted(set(writes) - survived)
+    assert len(lost) == 8
+    newest_survivor = max(s for s in survived if s < lost[-1])
+    truth = writes[lost[-1]] - writes[newest_survivor]
+    assert truth >= 8 * interval - 0.01
+    assert abs(results["rpo_s"] - truth) <= interval, (results["rpo_s"], truth)
     assert results["rpo_met"] is False  # objective 500 ms
     assert result.status == "failed" and result.exit_code == 1
 

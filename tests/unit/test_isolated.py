@@ -141,12 +141,15 @@ def test_isolation_steps_act_on_the_clone_only_and_the_clone_is_its_own_host(
                for p in problems), problems
 
 
-def test_an_undefined_clone_endpoint_is_an_error_with_the_inventory(tmp_path: Path) -> None:
+def test_an_undefined_clone_endpoint_is_an_error_for_an_isolated_run(tmp_path: Path) -> None:
     path = _tree(tmp_path, inventory=INVENTORY.replace("    clone_dsn: host=clone port=5452\n",
                                                        ""))
-    problems = validate_runbook(path, load_inventory(tmp_path / "inventory.yml"))
+    inventory = load_inventory(tmp_path / "inventory.yml")
+    problems = validate_runbook(path, inventory, isolated=True)
     assert any(f":{_line(GOOD, 'endpoints:')}:" in p and "'clone_dsn' is not defined" in p
                for p in problems), problems
+    # an inventory without a clone (real servers, the SSH hosts) still runs the normal drill
+    assert validate_runbook(path, inventory) == []
 
 
 def test_the_isolated_runbook_acts_on_the_clone_with_the_clone_endpoints(

@@ -21,7 +21,11 @@ from drdrill.runbook.loader import load_runbook
               help="Ansible inventory: every role a step uses must match a host in it, and "
                    "every {{ name }} in probe/canary options must be defined by its all vars.")
 @extra_vars_option
-def command(runbooks: tuple[Path, ...], inventory: Path | None, extra: tuple[str, ...]) -> int:
+@click.option("--isolated", is_flag=True,
+              help="Check as `run --isolated` would: the clone's endpoints "
+                   "(isolation.endpoints) must be defined by the inventory or -e.")
+def command(runbooks: tuple[Path, ...], inventory: Path | None, extra: tuple[str, ...],
+            isolated: bool) -> int:
     """Check runbooks against the schema and each other (playbooks exist, probes and roles
     defined, names unique, endpoints resolvable with -i). Exit 2 if any runbook has a problem."""
     inv = load_inventory(inventory) if inventory is not None else None
@@ -32,7 +36,8 @@ def command(runbooks: tuple[Path, ...], inventory: Path | None, extra: tuple[str
             status = max(status, _validate_manifest(path))
             continue
         try:
-            runbook = load_runbook(path, inventory=inv, extra_vars=extra_vars)
+            runbook = load_runbook(path, inventory=inv, extra_vars=extra_vars,
+                                   isolated=isolated)
         except ValidationFailed as exc:
             for problem in exc.problems:
                 click.echo(problem, err=True)

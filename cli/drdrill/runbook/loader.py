@@ -53,10 +53,12 @@ def load_runbook(path: Path, inventory: Inventory | None = None,
     problems.extend(semantic_problems(source, inventory, playbooks))
     bindings = (make_bindings(source.data, inventory, extra_vars, strict)
                 if inventory is not None else None)
-    if bindings is not None:
+    if bindings is not None and isolated:
+        # only an isolated run needs the clone's endpoints: an inventory without a clone
+        # (real servers, the SSH hosts) still runs the normal drill
         problems.extend(binding_problems(source, bindings))
-        if isolated:
-            bindings = isolated_bindings(source.data, bindings)
+        bindings = isolated_bindings(source.data, bindings)
+    if bindings is not None:
         problems.extend(template_problems(source, bindings))
     if not problems:
         runbook, problems = build_runbook(source, playbooks, bindings)
@@ -68,11 +70,12 @@ def load_runbook(path: Path, inventory: Inventory | None = None,
 
 def validate_runbook(path: Path, inventory: Inventory | None = None,
                      playbook_dir: Path | None = None, *,
-                     extra_vars: Mapping[str, Any] | None = None) -> list[str]:
+                     extra_vars: Mapping[str, Any] | None = None,
+                     isolated: bool = False) -> list[str]:
     """Every problem of the runbook at ``path`` as ``file:line:col: message`` (empty = valid)."""
     try:
         load_runbook(path, inventory=inventory, playbook_dir=playbook_dir,
-                     extra_vars=extra_vars)
+                     extra_vars=extra_vars, isolated=isolated)
     except ValidationFailed as exc:
         return list(exc.problems)
     return []
