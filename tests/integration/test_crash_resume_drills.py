@@ -234,8 +234,10 @@ FAILOVER_KILLS = [
     Kill("replication is streaming", 1.0, "redo"),
     Kill("business workload", 1.0, "redo"),
     Kill("crash the primary", 0.0, "done", task="t0_task"),  # after the effect: done
+    # fence and promote run in one parallel group: kill at the promote's start (a 0.6 s
+    # command step: both members in flight), then 1 s into the re-run fence
+    Kill("promote the standby", 0.0, "redo"),
     Kill("fence the old primary", 1.0, "redo"),
-    Kill("promote the standby", 0.0, "redo"),  # a 0.6 s command step: kill at its start
     Kill("wait for service", 0.0, "redo"),
     Kill("reconcile the ledger", 1.0, "redo"),
     # the notify and manual steps last milliseconds: no kill lands inside them

@@ -81,9 +81,13 @@ def test_failover_drill_over_ssh_loses_no_write(pg_hosts: tuple[NetnsHarness, Pg
     assert connections[0]["data"]["ansible_warm_up_s"] is not None
     contacts = {e["data"]["step"]: e["data"]["hosts"] for e in events
                 if e["type"] == "step_connections"}
-    assert contacts["promote the standby"]["db2"]["warm"] is True
+    assert contacts["fence the old primary"]["db1"]["warm"] is True
     assert contacts["crash the primary"]["db1"]["warm"] is True
-    assert isinstance(contacts["promote the standby"]["db2"]["first_task_s"], float)
+    assert isinstance(contacts["fence the old primary"]["db1"]["first_task_s"], float)
+    # the promote is a command step: one argv on db2, through the run's paramiko session
+    promoted = [e["data"] for e in events
+                if e["type"] == "command" and e["data"]["step"] == "promote the standby"]
+    assert [(d["host"], d["status"], d["rc"]) for d in promoted] == [("db2", "ok", 0)]
     # failed back: db1 is the primary again and db2 streams from it across the veths
     row = pg.wait_streaming()
     assert row["client_addr"] == harness.address("db2")
