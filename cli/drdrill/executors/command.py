@@ -30,7 +30,7 @@ from typing import Any
 from drdrill.engine.redact import MASK, secret_strings
 from drdrill.executors.base import Emit, StepOutcome
 from drdrill.executors.inventory import Inventory
-from drdrill.executors.proctree import kill_tree
+from drdrill.executors.proctree import kill_tree, session_members
 from drdrill.runbook.commands import UnboundName, render_argv
 from drdrill.runbook.model import Step
 
@@ -176,25 +176,10 @@ def _kill_local(pid: int) -> list[int]:
     """The tree under ``pid`` and every process still in its session (start_new_session:
     session id = pid), so a child reparented away by a double fork is found too."""
     killed = kill_tree(pid)
-    members = [p for p in _session_members(pid) if p not in killed]
+    members = [p for p in session_members(pid) if p not in killed]
     for member in members:
         killed += kill_tree(member)
     return sorted(set(killed))
-
-
-def _session_members(sid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 3 and int(fields[3]) == sid:
-            found.append(int(entry.name))
-    return found
 
 
 def orphans_writing_into(run_dir: Path) -> list[int]:

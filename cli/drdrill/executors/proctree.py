@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
+def _stat_fields() -> Iterator[tuple[int, list[str]]]:
+    """Each live process's /proc/<pid>/stat fields after the command name (state, ppid,
+    pgrp, session, ...): the name (field 2) may contain spaces and parens."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -18,10 +20,20 @@ def _children_map() -> dict[int, list[int]]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        # field 4 is the ppid; the command name (field 2) may contain spaces and parens
-        ppid = int(stat[stat.rfind(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
+        yield int(entry.name), stat[stat.rfind(")") + 2:].split()
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for pid, fields in _stat_fields():
+        children.setdefault(int(fields[1]), []).append(pid)
     return children
+
+
+def session_members(sid: int) -> list[int]:
+    """Every live process in session ``sid`` (a double-forked child leaves the tree, not
+    the session)."""
+    return [pid for pid, fields in _stat_fields() if len(fields) > 3 and int(fields[3]) == sid]
 
 
 def descendants(pid: int) -> list[int]:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from drdrill.runbook.endpoints import TEMPLATE
+from drdrill.runbook.endpoints import TEMPLATE, scalar_text
 from drdrill.runbook.source import Problem, Source, show
 from drdrill.runbook.walk import raw_steps
 
@@ -55,14 +55,6 @@ def command_problems(source: Source) -> list[Problem]:
     return out
 
 
-def _text(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    return None
-
-
 def render_argv(argv: Sequence[str], values: Mapping[str, Any]) -> list[str]:
     """``argv`` with each ``{{ name }}`` replaced from ``values``; a whole-element list
     variable spliced in. Raises UnboundName naming the first missing/unusable variable."""
@@ -80,7 +72,7 @@ def _value(name: str, values: Mapping[str, Any]) -> str:
     if name not in values:
         raise UnboundName(f"{{{{ {name} }}}} is not defined for this host — define {name} in "
                           "the inventory, the runbook's vars: or pass -e")
-    text = _text(values[name])
+    text = scalar_text(values[name])
     if text is None:
         raise UnboundName(f"{{{{ {name} }}}} is a mapping or a list inside a longer argument "
                           "— only a whole argument may be a list")

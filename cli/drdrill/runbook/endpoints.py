@@ -73,8 +73,8 @@ def make_bindings(data: Mapping[str, Any], inventory: Inventory,
         pending.pop(name, None)
         if supplied is not None:
             values[name] = supplied
-        elif _text(given.get(name)) is not None:
-            values[name] = str(_text(given.get(name)))
+        elif scalar_text(given.get(name)) is not None:
+            values[name] = str(scalar_text(given.get(name)))
         else:
             pending[name] = (f"a secret that is not supplied — set {secret_env(name)} "
                              f"or pass -e {name}=...")
@@ -82,7 +82,7 @@ def make_bindings(data: Mapping[str, Any], inventory: Inventory,
                     str(inventory.path), strict)
 
 
-def _text(value: Any) -> str | None:
+def scalar_text(value: Any) -> str | None:
     """A value as the text it stands for in an option, or None if it is not a scalar."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -95,7 +95,7 @@ def _bind(name: str, value: Any, where: str, values: dict[str, str],
           pending: dict[str, str], literal: bool) -> None:
     """Record ``name``'s value from ``where``. A ``{{`` left in an inventory or runbook value
     is a template nobody rendered (not data); ``-e`` text is the operator's, taken as is."""
-    text = _text(value)
+    text = scalar_text(value)
     if text is None:
         values.pop(name, None)
         pending[name] = f"set in {where} to a list or mapping, not text — give it a string"
@@ -126,15 +126,17 @@ def endpoint_sites(data: Mapping[str, Any]) -> Iterator[tuple[list[PathItem], di
                 yield [*path, kind], step[kind]
 
 
-def _strings(value: Any, path: list[PathItem]) -> Iterator[tuple[list[PathItem], str]]:
+def option_strings(value: Any,
+                   path: list[PathItem]) -> Iterator[tuple[list[PathItem], str]]:
+    """Every string inside an option value, with its path (for located problems)."""
     if isinstance(value, str):
         yield path, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _strings(item, [*path, str(key)])
+            yield from option_strings(item, [*path, str(key)])
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            yield from _strings(item, [*path, i])
+            yield from option_strings(item, [*path, i])
 
 
 def template_problems(source: Source, bindings: Bindings) -> list[Problem]:
@@ -142,7 +144,7 @@ def template_problems(source: Source, bindings: Bindings) -> list[Problem]:
     (strict) has no usable value now — located at the option, with what to do."""
     out: list[Problem] = []
     for site, spec in endpoint_sites(source.data):
-        for path, text in _strings(spec, site):
+        for path, text in option_strings(spec, site):
             out.extend(source.problem(path, message)
                        for message in _messages(text, bindings))
     return out

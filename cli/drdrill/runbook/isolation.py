@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from drdrill.executors.inventory import Inventory
-from drdrill.runbook.endpoints import TEMPLATE, Bindings, endpoint_sites
+from drdrill.runbook.endpoints import TEMPLATE, Bindings, endpoint_sites, option_strings
 from drdrill.runbook.source import PathItem, Problem, Source, show
 from drdrill.runbook.walk import raw_steps
 
@@ -106,17 +106,6 @@ def _skipped_paths(data: Any) -> list[list[PathItem]]:
     return [path for path, step in raw_steps(data) if step.get("isolated") is False]
 
 
-def _strings(value: Any, path: list[PathItem]) -> Iterator[tuple[list[PathItem], str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, [*path, str(key)])
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _strings(item, [*path, i])
-
-
 def _endpoint_problems(source: Source, endpoints: dict[str, str]) -> Iterator[Problem]:
     """Probe, canary and named-probe options the isolated run uses: every ``{{ name }}``
     mapped to the clone's, and no literal address (it would be production's)."""
@@ -124,7 +113,7 @@ def _endpoint_problems(source: Source, endpoints: dict[str, str]) -> Iterator[Pr
     for site, spec in endpoint_sites(source.data):
         if any(site[:len(p)] == p for p in skipped):
             continue
-        for path, text in _strings(spec, site):
+        for path, text in option_strings(spec, site):
             names = [m.group(1) for m in TEMPLATE.finditer(text)]
             for name in names:
                 if name not in endpoints:
