@@ -8,8 +8,6 @@ loopback client/peer ports of the lab's choosing; data in ``<dir>/data``.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -19,21 +17,14 @@ from pathlib import Path
 from drdrill.errors import LabError
 from drdrill.lab.osuser import OsUser
 from drdrill.lab.ports import port_free, port_holder
-from drdrill.lab.process import kill_tree, log_tail, read_pid, spawn, wait_port
+from drdrill.lab.process import find_binary, kill_tree, log_tail, read_pid, spawn, wait_port
 
 ETCD_HINT = ("install etcd: `apt-get install etcd-server` (Debian package etcd-server), or set "
              "DRDRILL_ETCD to an etcd binary (v3.4 or later)")
 
 
 def find_etcd() -> Path:
-    explicit = os.environ.get("DRDRILL_ETCD")
-    candidates = [explicit] if explicit else [shutil.which("etcd"), "/usr/bin/etcd"]
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            return Path(candidate)
-    where = f"DRDRILL_ETCD={explicit} is not executable" if explicit else \
-        "etcd not found (looked at PATH and /usr/bin)"
-    raise LabError(where, hint=ETCD_HINT)
+    return find_binary("DRDRILL_ETCD", "etcd", "/usr/bin/etcd", ETCD_HINT)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,6 @@ files are ``<dir>/<name>.cfg``, ``.pid`` and ``.log``.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -23,23 +21,14 @@ from pathlib import Path
 from drdrill.errors import LabError
 from drdrill.lab.osuser import OsUser
 from drdrill.lab.ports import port_free, port_holder
-from drdrill.lab.process import kill_tree, log_tail, read_pid, spawn, wait_port
+from drdrill.lab.process import find_binary, kill_tree, log_tail, read_pid, spawn, wait_port
 
 HAPROXY_HINT = ("install HAProxy: `apt-get install haproxy` (Debian package haproxy), or set "
                 "DRDRILL_HAPROXY to the haproxy binary")
 
 
 def find_haproxy() -> Path:
-    """``$DRDRILL_HAPROXY``, else ``haproxy`` on PATH, else /usr/sbin/haproxy (not on an
-    ordinary user's PATH on Debian); LabError naming the package when there is none."""
-    explicit = os.environ.get("DRDRILL_HAPROXY")
-    candidates = [explicit] if explicit else [shutil.which("haproxy"), "/usr/sbin/haproxy"]
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            return Path(candidate)
-    where = f"DRDRILL_HAPROXY={explicit} is not executable" if explicit else \
-        "haproxy not found (looked at PATH and /usr/sbin)"
-    raise LabError(where, hint=HAPROXY_HINT)
+    return find_binary("DRDRILL_HAPROXY", "haproxy", "/usr/sbin/haproxy", HAPROXY_HINT)
 
 
 def global_section(timeout_connect: str = "1s", timeout_client: str = "30m",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from drdrill.errors import LabError
+from drdrill.executors.proctree import descendants
 from drdrill.lab.osuser import OsUser
 
 
@@ -65,25 +67,6 @@ def read_pid(pid_file: Path, marker: str) -> int | None:
     return pid
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (children first found, then theirs), from /proc."""
-    parents: dict[int, list[int]] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[-1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry))
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _signal_all(pids: Sequence[int], sig: signal.Signals) -> None:
     for pid in pids:
         try:
@@ -110,6 +93,20 @@ def _wait_gone(pids: Sequence[int], timeout: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def find_binary(env_var: str, name: str, fallback: str, hint: str) -> Path:
+    """``$env_var`` if set, else ``name`` on PATH, else ``fallback`` (Debian puts some
+    daemons in /usr/sbin, off an ordinary user's PATH); LabError with ``hint`` (the package
+    to install) when none is executable."""
+    explicit = os.environ.get(env_var)
+    candidates = [explicit] if explicit else [shutil.which(name), fallback]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    where = (f"{env_var}={explicit} is not executable" if explicit else
+             f"{name} not found (looked at PATH and {Path(fallback).parent})")
+    raise LabError(where, hint=hint)
 
 
 def spawn(argv: Sequence[str], *, log_file: Path, pid_file: Path, user: OsUser,
