@@ -3,7 +3,9 @@
 The journal writer, the live view, probes' recorders and notifiers are all handlers of
 the same stream (as in ansible-runner's ``event_handler`` and chaoslib's RunEventHandler).
 Handlers are called synchronously, in registration order, under one lock, so the journal
-order is the emission order even when background probe threads emit.
+order is the emission order even when background probe threads emit. A durable handler
+(the journal) writes under that lock but waits for its fsync after releasing it, so
+threads emitting at once share one fsync instead of queueing behind each other's.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 def utc_iso(ts: float) -> str:
@@ -34,6 +36,21 @@ class Event:
 
 class EventHandler(Protocol):
     def handle(self, event: Event) -> None: ...
+
+
+@runtime_checkable
+class DurableHandler(Protocol):
+    """A handler whose write (``append``, in order, under the bus lock) and durability wait
+    (``sync_through``, outside it) are separate: see journal/store.py."""
+
+    def handle(self, event: Event) -> None: ...
+
+    def append(self, event: Event) -> int: ...
+
+    def sync_through(self, seq: int) -> None: ...
+
+
+Emission = tuple[str, Mapping[str, Any], float]  # (type, data, monotonic offset)
 
 
 class Clock:
@@ -77,32 +94,53 @@ class EventBus:
         The instant is read before taking the lock, so waiting for another thread's
         journal fsync never shifts an event. A non-critical handler that raises (a bug in
         the live view, say) is skipped for this event and journaled once as
-        ``handler_error``; the drill's outcome never depends on an observer."""
+        ``handler_error``; the drill's outcome never depends on an observer. Returns once
+        the durable handlers have the event on disk."""
         mono = self.clock.now() if at is None else at
-        with self._lock:
-            payload = self._redact(data) if self._redact is not None else data
-            event = Event(type_, dict(payload), self.clock.wall_at(mono), round(mono, 6))
-            failures: list[tuple[EventHandler, BaseException]] = []
-            for handler in self._handlers:
-                if id(handler) in self._critical:
-                    handler.handle(event)
-                    continue
-                try:
-                    handler.handle(event)
-                except Exception as exc:  # isolate observers from the drill
-                    failures.append((handler, exc))
-            for failed, error in failures:
-                self._report_failure(failed, error, event)
-            return event
+        return self.emit_many([(type_, data, mono)])[0]
 
-    def _report_failure(self, handler: EventHandler, exc: BaseException, event: Event) -> None:
+    def emit_many(self, emissions: list[Emission]) -> list[Event]:
+        """Emit several events measured earlier (a background thread's backlog) in order,
+        waiting for the disk once for all of them."""
+        pending: dict[int, tuple[DurableHandler, int]] = {}
+        events: list[Event] = []
+        with self._lock:
+            for type_, data, mono in emissions:
+                events.append(self._dispatch(type_, data, mono, pending))
+        for handler, seq in pending.values():
+            handler.sync_through(seq)
+        return events
+
+    def _dispatch(self, type_: str, data: Mapping[str, Any], mono: float,
+                  pending: dict[int, tuple[DurableHandler, int]]) -> Event:
+        payload = self._redact(data) if self._redact is not None else data
+        event = Event(type_, dict(payload), self.clock.wall_at(mono), round(mono, 6))
+        failures: list[tuple[EventHandler, BaseException]] = []
+        for handler in self._handlers:
+            if id(handler) in self._critical:
+                if isinstance(handler, DurableHandler):
+                    pending[id(handler)] = (handler, handler.append(event))
+                else:
+                    handler.handle(event)
+                continue
+            try:
+                handler.handle(event)
+            except Exception as exc:  # isolate observers from the drill
+                failures.append((handler, exc))
+        for failed, error in failures:
+            self._report_failure(failed, error, event, pending)
+        return event
+
+    def _report_failure(self, handler: EventHandler, exc: BaseException, event: Event,
+                        pending: dict[int, tuple[DurableHandler, int]]) -> None:
         key = id(handler)
         if key in self._failed:
             return
         self._failed.add(key)
-        self.emit("handler_error", {"handler": type(handler).__name__,
-                                    "error": f"{type(exc).__name__}: {exc}"[:300],
-                                    "event_type": event.type})
+        self._dispatch("handler_error", {"handler": type(handler).__name__,
+                                         "error": f"{type(exc).__name__}: {exc}"[:300],
+                                         "event_type": event.type},
+                       self.clock.now(), pending)
 
 
 class CallbackHandler:

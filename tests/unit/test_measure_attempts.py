@@ -3,6 +3,7 @@ failing observers (DESIGN.md "T0", "service probe", "Measurements")."""
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from typing import Any
@@ -178,9 +179,9 @@ def test_probe_attempts_stamped_at_start_and_a_raising_check_does_not_end_the_st
 ) -> None:
     clock, seen, lock = _collect()
 
-    def emit(type_: str, data: Any, at: float) -> None:
+    def emit(batch: list[tuple[str, Any, float]]) -> None:
         with lock:
-            seen.append((type_, dict(data), at))
+            seen.extend((type_, dict(data), at) for type_, data, at in batch)
 
     monitor = ServiceMonitor(_FlakyProbe(), 0.05, emit, clock.now)
     monitor.start()
@@ -218,9 +219,9 @@ def test_canary_write_that_raises_is_unacknowledged_and_readback_failure_is_repo
 ) -> None:
     clock, seen, lock = _collect()
 
-    def emit(type_: str, data: Any, at: float) -> None:
+    def emit(batch: list[tuple[str, Any, float]]) -> None:
         with lock:
-            seen.append((type_, dict(data), at))
+            seen.extend((type_, dict(data), at) for type_, data, at in batch)
 
     writer = CanaryWriter(_RaisingCanary(), 0.02, emit, clock.now)
     writer.start()
@@ -232,3 +233,31 @@ def test_canary_write_that_raises_is_unacknowledged_and_readback_failure_is_repo
     assert writes[2][1]["acked"] is False and writes[3][1]["acked"] is True
     assert round(writes[3][2], 6) == writes[3][1]["sent_mono"] and "duration_s" in writes[3][1]
     assert (ok, present) == (False, []) and "store unreadable" in detail
+
+
+class _QuickProbe:
+    def check(self) -> ProbeResult:
+        return ProbeResult(True, "ok")
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_slow_journal_never_delays_the_next_sample() -> None:
+    """The sampling grid is the instrument: with every journal write taking 3 intervals, the
+    probe still samples every interval, and stop() drains every result into the stream."""
+    clock, seen, lock = _collect()
+
+    def slow_emit(batch: list[tuple[str, Any, float]]) -> None:
+        time.sleep(0.15)
+        with lock:
+            seen.extend((type_, dict(data), at) for type_, data, at in batch)
+
+    monitor = ServiceMonitor(_QuickProbe(), 0.05, slow_emit, clock.now)
+    monitor.start()
+    time.sleep(1.0)
+    monitor.stop()
+    starts = sorted(s[2] for s in seen if s[0] == "probe")
+    assert len(starts) >= 12, len(starts)  # ~20 slots in 1 s; a blocked ticker gives <= 7
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert statistics.median(gaps) < 0.1, gaps  # the interval, not the journal's 0.15 s

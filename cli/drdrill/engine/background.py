@@ -8,27 +8,78 @@ Every attempt is journaled AT its start instant (the event's ``mono``) with its
 ``duration_s``: a hung attempt that fails after 2 s failed when it started, as an
 independent client would see it (DESIGN.md "service probe"). A check that raises is a
 failed attempt plus a ``background_error`` event, never the end of the stream.
+
+Results are journaled by a recorder thread beside each ticker, not by the ticker itself:
+the sampling grid is the measuring instrument, and a slow disk (an fsync of 0.5 s on a
+busy machine) must not delay the sample that would see the service come back. Stopping a
+ticker drains its recorder, so every result is in the journal before the read-back or the
+verdict uses it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from drdrill.events import Emission
 from drdrill.probes.base import Canary, CanaryWrite, Probe, ProbeResult
 
-EmitAt = Callable[[str, Mapping[str, Any], float], None]
+EmitMany = Callable[[list[Emission]], object]
 Now = Callable[[], float]
 
 
+class _Recorder(threading.Thread):
+    """Hands a ticker's results to the event stream in batches, from its own thread."""
+
+    def __init__(self, name: str, emit_many: EmitMany) -> None:
+        super().__init__(name=name, daemon=True)
+        self._emit_many = emit_many
+        self._queue: queue.SimpleQueue[Emission | None] = queue.SimpleQueue()
+
+    def put(self, type_: str, data: Mapping[str, Any], at: float) -> None:
+        self._queue.put((type_, data, at))
+
+    def run(self) -> None:
+        done = False
+        while not done:
+            batch: list[Emission] = []
+            item = self._queue.get()
+            while item is not None:
+                batch.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            done = item is None
+            if batch:
+                with contextlib.suppress(Exception):  # best effort, as a tick's own error
+                    self._emit_many(batch)
+
+    def close(self, timeout: float) -> None:
+        """Journal everything queued, then end."""
+        self._queue.put(None)
+        if self.is_alive():
+            self.join(timeout)
+
+
 class _Ticker(threading.Thread):
-    def __init__(self, name: str, interval_s: float) -> None:
+    def __init__(self, name: str, interval_s: float, emit_many: EmitMany) -> None:
         super().__init__(name=name, daemon=True)
         self.interval_s = max(interval_s, 0.01)
         self.stopping = threading.Event()
+        self._recorder = _Recorder(f"{name}-recorder", emit_many)
+
+    def start(self) -> None:
+        self._recorder.start()
+        super().start()
+
+    def emit(self, type_: str, data: Mapping[str, Any], at: float) -> None:
+        """Record a result measured at ``at``; the recorder journals it."""
+        self._recorder.put(type_, data, at)
 
     def run(self) -> None:
         origin = time.monotonic()
@@ -62,14 +113,15 @@ class _Ticker(threading.Thread):
         self.stopping.set()
         if self.is_alive():
             self.join(timeout)
+        self._recorder.close(timeout)
 
 
 class ServiceMonitor(_Ticker):
     """Checks what customers use; every attempt becomes a ``probe`` event at its start."""
 
-    def __init__(self, probe: Probe, interval_s: float, emit: EmitAt, now: Now) -> None:
-        super().__init__("drdrill-service-probe", interval_s)
-        self.probe, self.emit, self.now = probe, emit, now
+    def __init__(self, probe: Probe, interval_s: float, emit_many: EmitMany, now: Now) -> None:
+        super().__init__("drdrill-service-probe", interval_s, emit_many)
+        self.probe, self.now = probe, now
 
     def tick(self) -> None:
         started = self.now()
@@ -96,14 +148,15 @@ def _error_payload(thread: str, exc: BaseException) -> dict[str, Any]:
 
 
 class CanaryWriter(_Ticker):
-    """Writes sequence-numbered markers; each outcome is journaled (durably) before it counts.
+    """Writes sequence-numbered markers; each outcome is journaled (durably) before it counts
+    (the read-back and the verdict come after ``stop``, which drains the recorder).
 
     ``first_seq`` lets a resumed run continue the sequence without reusing numbers."""
 
-    def __init__(self, canary: Canary, interval_s: float, emit: EmitAt, now: Now,
+    def __init__(self, canary: Canary, interval_s: float, emit_many: EmitMany, now: Now,
                  first_seq: int = 1) -> None:
-        super().__init__("drdrill-canary", interval_s)
-        self.canary, self.emit, self.now = canary, emit, now
+        super().__init__("drdrill-canary", interval_s, emit_many)
+        self.canary, self.now = canary, now
         self.next_seq = first_seq
 
     def tick(self) -> None:

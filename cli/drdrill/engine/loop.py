@@ -3,10 +3,8 @@ order with T0 and recovery marks, failure policy, rollback, and the verdict."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from drdrill.engine.background import CanaryWriter, ServiceMonitor
 from drdrill.engine.context import RunContext
@@ -39,10 +37,7 @@ class DrillState:
 def _start_background(ctx: RunContext, state: DrillState
                       ) -> tuple[ServiceMonitor | None, CanaryWriter | None]:
     now = ctx.bus.clock.now
-
-    def emit_at(type_: str, data: Mapping[str, Any], at: float) -> None:
-        ctx.bus.emit(type_, data, at=at)  # stamped at the attempt's start
-
+    emit_at = ctx.bus.emit_many  # each result stamped at its attempt's start
     monitor = writer = None
     if ctx.runbook.canary is not None:
         canary = make_canary(ctx.runbook.canary, ctx.probe_context)
@@ -206,11 +201,14 @@ def _rollback_wanted(ctx: RunContext) -> bool:
 
 
 def _rollback_measured(ctx: RunContext, state: DrillState, aborted_reason: str | None) -> bool:
-    """on-failure: a failed step (or a policy abort, not the operator's Ctrl-C) rolls back
+    """An abort (the operator's Ctrl-C included) or, on-failure, a failed step rolls back
     while the service probe and the canary still run, so what clients saw during the
-    rollback — the outage it ends, its own outage — is measured like the rest of the run."""
-    return (ctx.runbook.rollback_policy is RollbackPolicy.ON_FAILURE
-            and not ctx.cancel.is_set() and bool(aborted_reason or state.failed))
+    rollback — the outage it ends (the rollback of an interrupted failover is what brings
+    the service back), its own outage — is measured like the rest of the run."""
+    policy = ctx.runbook.rollback_policy
+    if policy is RollbackPolicy.ON_ABORT:
+        return aborted_reason is not None
+    return policy is RollbackPolicy.ON_FAILURE and bool(aborted_reason or state.failed)
 
 
 def _rollback_reason(ctx: RunContext, state: DrillState, aborted_reason: str | None) -> str:

@@ -2,8 +2,12 @@
 
 Each line is ``{"seq", "type", "wall", "mono", "data", "prev"}`` where ``prev`` is the
 SHA-256 (hex) of the previous line's bytes (without its newline), and 64 zeros for the
-first line. Every line is flushed and fsynced before ``handle`` returns, so a crash loses
+first line. Every line is written and fsynced before ``handle`` returns, so a crash loses
 at most the event being written, and a torn last line is detectable (and ignored on read).
+
+The event bus uses the two halves separately (``append`` under its lock, ``sync_through``
+after releasing it): threads emitting at the same time share one fsync (group commit), so
+a slow disk never queues the engine behind the probe's and notifiers' fsyncs one by one.
 """
 
 from __future__ import annotations
@@ -39,18 +43,35 @@ class JournalWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # order of lines and the hash chain
+        self._sync_lock = threading.Lock()  # one fsync at a time
         self.seq, self.last_hash = _tail_state(path)
+        self._synced = self.seq  # lines [0, _synced) are known to be on disk
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         self._fd = os.open(path, flags, 0o600)
 
     def handle(self, event: Event) -> None:
+        self.sync_through(self.append(event))
+
+    def append(self, event: Event) -> int:
+        """Write the event's line (not yet durable); return its seq for ``sync_through``."""
         with self._lock:
             line = encode_line(self.seq, event, self.last_hash)
             os.write(self._fd, line)
-            os.fsync(self._fd)
+            seq = self.seq
             self.seq += 1
             self.last_hash = line_hash(line)
+            return seq
+
+    def sync_through(self, seq: int) -> None:
+        """Return once line ``seq`` is on disk. An fsync started after that line was written
+        covers it, so concurrent callers mostly wait for one fsync, not one each."""
+        with self._sync_lock:
+            if self._synced > seq:
+                return
+            written = self.seq  # every line below this one has been written
+            os.fsync(self._fd)
+            self._synced = written
 
     def close(self) -> None:
         with self._lock:
