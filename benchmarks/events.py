@@ -19,7 +19,8 @@ removed at the end. The full-size events case takes minutes (Ansible itself runs
 per item); ``--items 10000`` gives a quick look.
 
     .venv/bin/python benchmarks/events.py [--items 100000] [--hosts 200] [--forks 50]
-                                          [--rounds 3] [--only events|hosts] [--drdrill CMD]
+                                          [--rounds 3] [--only events|hosts] [--no-bare]
+                                          [--drdrill CMD]
 """
 
 from __future__ import annotations
@@ -111,12 +112,12 @@ def du_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
 
 
-def events_case(work: Path, drdrill: list[str], items: int) -> None:
+def events_case(work: Path, drdrill: list[str], items: int, bare: bool = True) -> None:
     root = lay_out(work, "events", LOOP_PLAYBOOK.format(items=items), hosts=1)
     env = bench_env(_drdrill_dirs(work))
     playbook = need("ansible-playbook")
     ansible_s = timed([*playbook, "-i", "inventory.yml", "playbooks/events.yml"], env,
-                      cwd=root)
+                      cwd=root) if bare else float("nan")
     runs = work / "runs-events"
     wall, peak, status = run_watched(
         [*drdrill, "run", "drills/events.yml", "-i", "inventory.yml", "--yes",
@@ -177,6 +178,9 @@ def main() -> int:
     parser.add_argument("--forks", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=["events", "hosts"])
+    parser.add_argument("--no-bare", action="store_true",
+                        help="events: skip the bare ansible-playbook run (it takes as long "
+                             "as drdrill's: Ansible spends ~10 ms per loop item here)")
     parser.add_argument("--drdrill", help="command line running drdrill (default: the one "
                                           "beside this python)")
     args = parser.parse_args()
@@ -185,7 +189,7 @@ def main() -> int:
     drdrill = need("drdrill", args.drdrill)
     with tempfile.TemporaryDirectory(prefix="drdrill-events-") as tmp:
         if args.only in (None, "events"):
-            events_case(Path(tmp), drdrill, args.items)
+            events_case(Path(tmp), drdrill, args.items, bare=not args.no_bare)
         if args.only in (None, "hosts"):
             hosts_case(Path(tmp), drdrill, args.hosts, args.forks, args.rounds)
     print(f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load "

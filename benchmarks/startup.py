@@ -6,7 +6,9 @@ Needs: drdrill installed in the venv whose python runs this (``.venv/bin/python
 benchmarks/startup.py``). Optional: ``chaos`` (Chaos Toolkit) beside that python, on PATH,
 or given with ``--chaos CMD``; the row is left out without it. Installs nothing. The
 inventory's lookups read ``$DRDRILL_LAB_DIR/lab.env.json``: the benchmark points it at an
-empty temporary dir, so every machine measures the same (no lab) case.
+empty temporary dir, so every machine measures the same (no lab) case; validate's inventory
+cache goes to the same temporary dir (filled by the warm-up round), and a second row runs
+validate with the cache off (``DRDRILL_CACHE_DIR=``): Ansible parses every time.
 
 Rounds are interleaved (each command once per round, in the same order) after a warm-up
 round; prints median, min and max per command and the ratio of medians to ``python -c
@@ -42,17 +44,24 @@ def main() -> int:
     drdrill = need("drdrill", args.drdrill)
     chaos = tool("chaos", args.chaos)
     with tempfile.TemporaryDirectory(prefix="drdrill-startup-") as tmp:
-        env = bench_env({"DRDRILL_LAB_DIR": str(Path(tmp) / "lab")})
+        env = bench_env({"DRDRILL_LAB_DIR": str(Path(tmp) / "lab"),
+                         "DRDRILL_CACHE_DIR": str(Path(tmp) / "cache")})
+        validate_i = [*drdrill, "validate", DRILL, "-i", INVENTORY]
         commands = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "drdrill --help": [*drdrill, "--help"],
             "drdrill validate (no -i)": [*drdrill, "validate", DRILL],
-            "drdrill validate -i": [*drdrill, "validate", DRILL, "-i", INVENTORY],
+            # the inventory cache (executors/inventory_cache.py) filled by the warm-up round
+            "drdrill validate -i": validate_i,
+            "drdrill validate -i (cache off)": validate_i,
         }
+        envs = {name: env for name in commands}
+        envs["drdrill validate -i (cache off)"] = {**env, "DRDRILL_CACHE_DIR": ""}
         if chaos is not None:
             commands["chaos --help"] = [*chaos, "--no-version-check", "--help"]
+            envs["chaos --help"] = env
         cpu: dict[str, list[float]] = {name: [] for name in commands}
-        contenders = {name: (lambda argv=argv, name=name: timed(argv, env, cwd=args.root,
+        contenders = {name: (lambda argv=argv, name=name: timed(argv, envs[name], cwd=args.root,
                                                               cpu=cpu[name]))
                       for name, argv in commands.items()}
         times = rounds(contenders, args.rounds)

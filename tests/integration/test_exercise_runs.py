@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from drdrill.journal.store import read_events
 
 DRDRILL = str(Path(sys.executable).with_name("drdrill"))
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,3 +131,65 @@ def test_two_participants_run_sign_verify_and_merge(tmp_path: Path) -> None:
     assert doc["aggregate"]["completed_pct"]["verify_data"] == pytest.approx(66.7)
     anon = (tmp_path / "out" / "report.anon.html").read_text()
     assert "bank-" not in anon and "P3" in anon
+
+
+def _kill_inside(proc: subprocess.Popen[str], runs: Path, step: str) -> Path:
+    """SIGKILL ``proc`` once ``step`` has started (its playbook is running); the run dir."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        for journal in runs.glob("*/journal.jsonl"):
+            lines = journal.read_text().splitlines()
+            if any(json.loads(line).get("data", {}).get("name") == step
+                   and json.loads(line)["type"] == "step_started" for line in lines[:-1]):
+                proc.send_signal(signal.SIGKILL)
+                proc.communicate(timeout=30)
+                return journal.parent
+        time.sleep(0.01)
+    raise AssertionError(f"{step!r} never started (rc={proc.poll()})")
+
+
+def test_a_resumed_exercise_run_is_signed_again(tmp_path: Path) -> None:
+    """drdrill dies mid-run; ``resume`` rewrites record.json, so it signs it again — with
+    the key the run was started with, checked before anything runs."""
+    runbook = workspace(tmp_path)
+    for name in ("bank-a", "bank-b"):
+        assert drdrill(tmp_path, "exercise", "keygen", name, "-o", "keys").returncode == 0
+    now = datetime.now(tz=UTC)
+    made = drdrill(tmp_path, "exercise", "init", "--id", "ex-resume", "--scenario", "site lost",
+                   "--t0", iso(now), "--t0-source", "declared", "--window",
+                   f"{iso(now - timedelta(minutes=5))}/{iso(now + timedelta(hours=1))}",
+                   "--participant", "bank-a=keys/bank-a.pub",
+                   "--participant", "bank-b=keys/bank-b.pub",
+                   "--rto", "5m", "--rpo", "1s", "-o", "exercise.yml")
+    assert made.returncode == 0, made.stderr
+    env = {**os.environ, "DRDRILL_RUNS_DIR": str(tmp_path / "runs"),
+           "DRDRILL_LOCK_DIR": str(tmp_path / "lock"), "DRDRILL_LAB_DIR": str(tmp_path / "lab"),
+           "DRDRILL_EXERCISE_KEY": str(tmp_path / "keys" / "bank-a.key")}
+    proc = subprocess.Popen([DRDRILL, "run", str(runbook), "-i", "inv.yml", "--exercise",
+                             "exercise.yml", "--participant", "bank-a", "--yes"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    run_dir = _kill_inside(proc, tmp_path / "runs", "bring the service up on the standby")
+    assert not (run_dir / "record.json").exists() and not (run_dir / "record.sig").exists()
+    resume = ("resume", str(run_dir), "--assume", "redo", "--yes")
+    unkeyed = drdrill(tmp_path, *resume)
+    assert unkeyed.returncode == 2 and "bank-a in exercise ex-resume" in unkeyed.stderr, \
+        unkeyed.stderr
+    foreign = drdrill(tmp_path, *resume, key=tmp_path / "keys" / "bank-b.key")
+    assert foreign.returncode == 2 and "not the key this run was started with" in \
+        foreign.stderr, foreign.stderr
+    assert not (run_dir / "record.json").exists()  # both refused before anything ran
+    done = drdrill(tmp_path, *resume, "--json", key=tmp_path / "keys" / "bank-a.key")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert [e for e in read_events(run_dir / "journal.jsonl") if e.type == "resumed"]
+    sig = json.loads((run_dir / "record.sig").read_text())
+    assert sig["participant"] == "bank-a" and \
+        sig["journal_last_hash"] == record["journal_last_hash"]
+    verified = drdrill(tmp_path, "verify", str(run_dir))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    merged = drdrill(tmp_path, "exercise", "merge", "-m", "exercise.yml", str(run_dir),
+                     "-o", "out/report.html")
+    assert "REFUSED" not in merged.stderr, merged.stderr
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert {r["participant"]: r["run_id"] for r in doc["matrix"]}["bank-a"] == run_dir.name

@@ -273,8 +273,14 @@ def test_isolated_drill_recovers_the_clone_and_production_never_notices(lab: Lab
     outside = samples.clone_writable_wall - t0_wall
     assert abs(outside - res["rto_s"]) <= 0.7, (outside, res["rto_s"])
     _assert_clone_data(iso, log, samples)
-    expected = 0 if res["rpo_met"] is not False and iso["lag_s_kind"] == "exact" else 1
-    assert code == expected or (code == 1 and "RPO" in str(record["reason"])), out
+    # under the writer's load the clone's lag is a bound > 0 = rpo: a property of the copy,
+    # reported and noted, not judged (docs/isolated.md) — the run passes (exit 0)
+    assert code == 0, out
+    if res["rpo_met"] is None:
+        assert res["rpo_basis"] == "clone_lag" and res["rpo_bound_s"] == iso["lag_s"], res
+        assert record["verdict_notes"] and "note: RPO not judged (isolated)" in out, out
+    else:
+        assert res["rpo_met"] is True and record["verdict_notes"] == [], res
 
 
 def _assert_clone_data(iso: dict[str, Any], log: Any, samples: Samples) -> None:
@@ -338,8 +344,22 @@ def test_a_killed_orchestrator_leaves_a_clone_that_lab_status_shows_and_repair_r
         time.sleep(0.5)
     notes = lab_status(lab.config).notes
     assert any("isolated clone running" in n for n in notes), notes
+    # preflight --isolated sees the leftover clone on the clone's endpoint: not ready
+    code, out = _preflight_isolated(lab)
+    assert code == 2 and "a clone left by an earlier run" in out, out
     said: list[str] = []
     status = lab_repair(lab.config, said.append)
     assert any("removed the isolated clone" in s for s in said), said
     assert status.healthy and status.primary is not None and status.primary.name == "pg1"
     _assert_clone_gone(lab)
+    code, out = _preflight_isolated(lab)
+    assert code == 0, out
+    assert f"127.0.0.1:{CLONE_PORT} free" in out, out
+
+
+def _preflight_isolated(lab: Lab) -> tuple[int, str]:
+    done = subprocess.run(
+        [DRDRILL, "preflight", "drills/postgres-failover.yml", "-i", "inventory.example.yml",
+         "--isolated"], cwd=ROOT, env={**lab.env, "COLUMNS": "300"}, capture_output=True,
+        text=True, timeout=120, check=False)
+    return done.returncode, done.stdout + done.stderr

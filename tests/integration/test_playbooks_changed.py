@@ -169,3 +169,36 @@ def test_cut_then_rewind_reports_each_change_once(lab: LabConfig) -> None:
     assert _changed(lab, "pg-rewind.yml", "-e", "drdrill_hosts=pg2") == set()  # streams
     status = lab_status(lab)
     assert status.healthy and status.primary is not None and status.primary.name == "pg1"
+
+
+def test_fence_switch_wal_reports_changed_only_when_a_segment_was_switched(
+        lab: LabConfig) -> None:
+    """pg-fence.yml's "Switch WAL" (fence_flush_archive): pg_switch_wal() does nothing when
+    no WAL was written since the last switch, so "changed" must come from what it returned,
+    not be always true. The task's own SQL, run against the lab's primary: after a write it
+    switches (true), right after that there is nothing to switch (false) — checked against
+    the primary's WAL insert position, which only a real switch moves."""
+    import yaml
+
+    play = yaml.safe_load((ROOT / "playbooks" / "pg-fence.yml").read_text())
+    block = next(t for t in play[0]["tasks"] if t.get("name") == "Flush the WAL archive first")
+    task = next(t for t in block["block"] if t["name"] == "Switch WAL")
+    assert task["changed_when"] == "pg_fence_switched.stdout.split('|')[1] == 'true'"
+    sql = task["vars"]["switch_sql"]
+    with psycopg.connect(_dsn(lab, lab.primary_port), autocommit=True) as conn:
+        def switch() -> tuple[str, bool, bool]:
+            before = conn.execute("select pg_current_wal_insert_lsn()").fetchone()
+            row = conn.execute(sql).fetchone()
+            after = conn.execute("select pg_current_wal_insert_lsn()").fetchone()
+            assert row is not None and before is not None and after is not None
+            segment, switched = str(row[0]).split("|")
+            return segment, switched == "true", before[0] != after[0]
+
+        conn.execute("create table if not exists fence_switch_probe (n int)")
+        conn.execute("insert into fence_switch_probe values (1)")
+        segment, switched, moved = switch()
+        assert switched and moved, segment
+        again, switched, moved = switch()
+        assert (switched, moved) == (False, False), again
+        assert again == segment  # the segment to wait for: the one just completed
+        conn.execute("drop table fence_switch_probe")

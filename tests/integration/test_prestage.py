@@ -237,3 +237,25 @@ def test_prepared_process_ends_when_drdrill_is_killed(local_inventory: Path,
         assert not processes_mentioning("623.59")
     finally:
         holder.kill()
+
+
+def test_rollback_step_is_prepared_while_the_previous_one_runs(local_inventory: Path,
+                                                               tmp_path: Path) -> None:
+    """Rollback steps are pre-staged like forward ones: the second is started while the
+    first runs, held, and its journaled start is its release, after the first ended."""
+    result = _run("prestage-rollback", local_inventory, tmp_path / "runs")
+    events = _events(result)
+    assert [e.data["status"] for e in events if e.type == "rollback_finished"] == ["ok"]
+    rollback = [e for e in events if e.data.get("phase") == "rollback"]
+    prepared = _one(rollback, "step_prepared", "undo two")
+    assert prepared.data["phase"] == "rollback"
+    assert not [e for e in events if e.type == "step_prepared" and e.data["name"] != "undo two"]
+    released = _one(rollback, "step_released", "undo two")
+    started = _one(rollback, "step_started", "undo two")
+    first_done = _one(rollback, "step_finished", "undo one")
+    assert released.mono == started.mono >= first_done.mono
+    # its process started while "undo one" still ran (1.5 s of sleep in it)
+    assert prepared.mono - prepared.data["ready_s"] < first_done.mono
+    assert _stamp(result, "undo-two.stamp") >= _wall(started) - 0.005
+    assert _one(rollback, "step_finished", "undo two").data["status"] == "ok"
+    assert _gone(prepared.data["pid"])

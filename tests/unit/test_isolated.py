@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from drdrill.events import Event
 from drdrill.executors.inventory import load_inventory
 from drdrill.journal.record import build_record
 from drdrill.measure.metrics import compute_results
+from drdrill.measure.verdict import Verdict, decide, verdict_notes
 from drdrill.runbook.loader import load_runbook, validate_runbook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -226,6 +228,26 @@ def test_the_clone_rpo_comes_from_its_lag_not_from_the_canary() -> None:
     missing = compute_results(_clone_events(None), 15.0, 0.0)
     assert (missing.rpo_basis, missing.rpo_s) == ("not_measured", None)
     assert "no isolated_clone fact" in str(missing.rpo_reason)
+
+
+def test_a_clone_lag_bound_above_the_objective_is_reported_not_judged() -> None:
+    """Under writes the clone's lag is a bound > 0: with rpo 0 the run used to exit 1 for a
+    property of the copy. Now the record notes it and the verdict does not fail on it; a
+    write the recovered clone acknowledged and then lost still fails the run."""
+    events = _clone_events({"lag_bytes": 4096, "lag_s": 0.25, "lag_s_kind": "upper_bound"})
+    bound = compute_results(events, 15.0, 0.0)
+    assert decide(bound, []) == Verdict("passed", ())
+    notes = verdict_notes(bound)
+    assert len(notes) == 1 and "RPO not judged (isolated)" in notes[0] and "0.25s" in notes[0]
+    assert "reported, not judged" in str(bound.rpo_reason)
+    assert build_record(events)["verdict_notes"] == notes
+    within = compute_results(events, 15.0, 1.0)
+    assert (within.rpo_met, verdict_notes(within)) == (True, [])
+    lost = replace(bound, lost_writes=2)
+    assert decide(lost, []).reasons == (
+        "2 acknowledged writes lost on the recovered clone (isolated)",)
+    assert verdict_notes(compute_results(_clone_events(
+        {"lag_bytes": 0, "lag_s": 0, "lag_s_kind": "exact"}), 15.0, 0.0)) == []
 
 
 def test_the_record_says_isolated_with_what_was_cloned() -> None:

@@ -59,7 +59,8 @@ def loaded(modules: set[str], packages: tuple[str, ...]) -> list[str]:
 def lab_env(tmp_path: Path) -> dict[str, str]:
     """inventory.example.yml reads $DRDRILL_LAB_DIR/lab.env.json: point it at an empty dir
     (no lab), as validate on a fresh checkout sees it."""
-    return {**os.environ, "DRDRILL_LAB_DIR": str(tmp_path / "lab")}
+    return {**os.environ, "DRDRILL_LAB_DIR": str(tmp_path / "lab"),
+            "DRDRILL_CACHE_DIR": str(tmp_path / "cache")}  # starts empty: Ansible parses
 
 
 def test_help_loads_no_command_module_and_no_heavy_library() -> None:
@@ -90,6 +91,19 @@ def test_validate_with_inventory_parses_it_without_the_engine(tmp_path: Path) ->
     assert "ansible.inventory.manager" in modules
     assert [m for m in modules if m.startswith(("ansible.executor", "ansible.playbook"))
             or m == "ansible.vars.manager"] == []
+
+
+def test_validate_again_replays_the_inventory_without_ansible(tmp_path: Path) -> None:
+    """The second validate of an unchanged inventory replays Ansible's stored parse
+    (executors/inventory_cache.py): same output, and Ansible and Jinja are never imported."""
+    env = lab_env(tmp_path)
+    first, first_modules = imported(["validate", DRILL, "-i", INVENTORY], env=env)
+    again, modules = imported(["validate", DRILL, "-i", INVENTORY], env=env)
+    assert "ansible.inventory.manager" in first_modules
+    assert again.returncode == first.returncode == 0, again.stderr[-2000:]
+    assert (again.stdout, again.stderr.split("MODULES=")[0]) == \
+        (first.stdout, first.stderr.split("MODULES=")[0])
+    assert loaded(modules, (*ALWAYS_HEAVY, "ansible", "jinja2")) == []
 
 
 def test_every_command_runs_through_the_lazy_group() -> None:

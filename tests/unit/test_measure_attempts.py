@@ -93,6 +93,26 @@ def test_every_outage_with_the_step_running_when_it_began() -> None:
     assert r.as_dict()["outages"][0]["duration_s"] == pytest.approx(2.2)
 
 
+def test_an_outage_inside_a_parallel_group_names_the_group_and_every_member() -> None:
+    """Members of one group run at once: the outage is the group's (any member may have
+    caused it), not the latest-started member's."""
+    group = "fence and promote"
+    events = attempts(0, 4.0, True) + [
+        e for e in attempts(4.0, 8.0, True) if not 5.5 <= e.mono < 6.5] + attempts(
+        5.5, 6.5, False) + [
+        ev("step_started", 5.0, phase="main", index=3, name="fence", group=group),
+        ev("step_started", 5.01, phase="main", index=4, name="promote", group=group),
+        ev("step_finished", 7.0, phase="main", index=4, name="promote", group=group,
+           status="ok"),
+        ev("step_finished", 7.5, phase="main", index=3, name="fence", group=group,
+           status="ok"),
+        ev("step_started", 7.6, phase="main", index=5, name="verify")]
+    r = compute_results(sorted(events, key=lambda e: e.mono), 10, 0)
+    assert [(o.start_s, o.step, o.steps) for o in r.outages] == [
+        (5.5, group, ("fence", "promote"))]
+    assert r.as_dict()["outages"][0]["steps"] == ("fence", "promote")
+
+
 def test_an_outage_that_never_ends_has_no_end() -> None:
     r = compute_results(attempts(0, 1, True) + attempts(1, 2, False), 10, 0)
     assert len(r.outages) == 1 and r.outages[0].end_s is None

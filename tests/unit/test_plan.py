@@ -77,3 +77,38 @@ def test_plan_cli_prints_steps_and_warning(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "DISASTER (T0)" in done.stdout and "b1,b2" in done.stdout
     assert "warning: the timeouts of the steps between T0 and service restored" in done.stdout
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_plan_isolated_shows_the_clone_build_the_clone_steps_and_the_teardown(
+        tmp_path: Path) -> None:
+    """plan --isolated plans what run --isolated executes: the build before T0, only the
+    steps that run isolated (on the clone's host), the teardown; a runbook without an
+    isolation: section is refused as run --isolated refuses it."""
+    drdrill = str(Path(sys.executable).parent / "drdrill")
+    env = {"COLUMNS": "250", "PATH": "/usr/bin:/bin", "DRDRILL_LAB_DIR": str(tmp_path / "lab")}
+
+    def plan(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([drdrill, "plan", *args, "--runs-dir", str(tmp_path / "runs")],
+                              capture_output=True, text=True, check=False, timeout=60,
+                              env=env, cwd=ROOT)
+
+    done = plan("drills/postgres-failover.yml", "-i", "inventory.example.yml", "--isolated")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("ISOLATED TEST — production is not failed over")
+    rows = [line.split() for line in out.splitlines() if line.startswith("  ")]
+    labels = [r[0] for r in rows[1:]]
+    assert labels == ["B1", "5", "6", "7", "T1"], out
+    acting = [line for line in out.splitlines()
+              if line.startswith("  ") and (" playbook " in line or " command " in line)]
+    assert acting and all("pg2-clone" in line for line in acting), out
+    assert "RTO path" in next(line for line in acting if "promote the standby" in line)
+    assert "no step is marked disaster" not in out  # T0 is the clone build's end
+    plain = plan("drills/postgres-failover.yml", "-i", "inventory.example.yml")
+    assert plain.returncode == 0 and "isolation - clone" not in plain.stdout
+    runbook_path, inventory_path = _write(tmp_path)
+    refused = plan(str(runbook_path), "-i", str(inventory_path), "--isolated")
+    assert refused.returncode == 2 and "no isolation: section" in refused.stderr

@@ -128,14 +128,18 @@ def status_(lab_dir: Path | None, primary_port: int, standby_port: int, as_json:
 @_lab_options
 def repair(lab_dir: Path | None, primary_port: int, standby_port: int) -> int:
     """Return an interrupted lab to pg1 primary -> pg2 streaming standby, from any state a
-    drill can leave it in, keeping the data of the node clients last wrote to; says what it
+    drill can leave it in, keeping the data of the node clients last wrote to; with the
+    service (--with service), both sites back on version N behind HAProxy; says what it
     does, step by step, then shows the status. Exit 0 when healthy, else 1."""
     steps = iter(range(1, 100))
     status = lab_repair(_config(lab_dir, primary_port, standby_port),
                         lambda text: click.echo(f"{next(steps)}. {text}"))
     click.echo("")
     _render(status)
-    healthy = status.healthy and not status.swapped
+    extras = lab_extras_status(_config(lab_dir, primary_port, standby_port))
+    for name, extra in extras.items():
+        _render_extra(name, extra)
+    healthy = status.healthy and not status.swapped and all(e.healthy for e in extras.values())
     click.echo("\nthe lab is healthy: pg1 primary, pg2 streaming" if healthy
                else "\nthe lab is still not healthy (see above)")
     return 0 if healthy else 1

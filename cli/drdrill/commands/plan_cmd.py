@@ -23,8 +23,11 @@ from drdrill.runbook.loader import load_runbook
 @inventory_option(required=True)
 @click.option("--mode", type=click.Choice(["drill", "incident"]), default="drill",
               show_default=True)
+@click.option("--isolated", is_flag=True,
+              help="The plan of run --isolated: the clone build, the steps that run on the "
+                   "clone (roles mapped), its teardown, and what does not run.")
 @runs_dir_option
-def command(runbook: Path, inventory: Path, mode: str, runs_dir: Path) -> int:
+def command(runbook: Path, inventory: Path, mode: str, isolated: bool, runs_dir: Path) -> int:
     """Show RUNBOOK's ordered steps for a mode, their hosts and timeouts, and warn when the
     steps between T0 and service restored could exceed the RTO objective.
 
@@ -32,10 +35,20 @@ def command(runbook: Path, inventory: Path, mode: str, runs_dir: Path) -> int:
     step's past duration (median and worst) and the RTO they predict: the median and worst
     of those runs' measured RTO, and the per-step sum over the RTO path."""
     inv = load_inventory(inventory)
-    plan = build_plan(load_runbook(runbook, inv), inv, mode)
+    loaded = load_runbook(runbook, inv, isolated=isolated)
+    if isolated:
+        from drdrill.engine.isolation import check_isolated, isolated_runbook
+
+        check_isolated(loaded, mode, None, None)
+        loaded = isolated_runbook(loaded)
+    plan = build_plan(loaded, inv, mode, isolated=isolated)
     prediction = predict(plan, runs_dir)
     console = Console()
     rb = plan.runbook
+    if rb.isolation is not None and isolated:
+        console.print(Text("ISOLATED TEST — production is not failed over: T0 is the end of "
+                           "the clone build; not run (isolated: false): "
+                           + (", ".join(rb.isolation.skipped) or "none"), style="bold"))
     console.print(f"[bold]{rb.name}[/bold] ({mode} mode) — RTO objective "
                   f"{format_duration(rb.objectives.rto_s)}, RPO objective "
                   f"{format_duration(rb.objectives.rpo_s)}")
@@ -58,11 +71,14 @@ def _table(plan: Plan, prediction: Prediction) -> Table:
     for col in (*columns, "notes"):
         table.add_column(col)
     groups = {(g.phase, i): g for g in plan.groups for i in g.indexes}
-    for item in plan.steps + plan.rollback:
+    for item in plan.isolation + plan.steps + plan.rollback + plan.teardown:
         step = item.step
         main = item in plan.steps
-        group = groups.get(("main" if main else "rollback", step.index))
-        label = str(step.index) if main else f"R{step.index}"
+        group = groups.get(("main" if main else "rollback", step.index)) \
+            if main or item in plan.rollback else None
+        label = str(step.index) if main else (
+            f"R{step.index}" if item in plan.rollback else
+            f"B{step.index}" if item in plan.isolation else f"T{step.index}")
         timeout = format_duration(step.timeout_s) if step.timeout_s is not None else "-"
         row: list[str | Text] = [label, Text(step.name), step.kind.value,
                                  Text(",".join(item.hosts)), timeout]

@@ -28,7 +28,7 @@ def command(runbooks: tuple[Path, ...], inventory: Path | None, extra: tuple[str
             isolated: bool) -> int:
     """Check runbooks against the schema and each other (playbooks exist, probes and roles
     defined, names unique, endpoints resolvable with -i). Exit 2 if any runbook has a problem."""
-    inv = load_inventory(inventory) if inventory is not None else None
+    inv = load_inventory(inventory, cache=True) if inventory is not None else None
     extra_vars = parse_pairs(extra)
     status = EXIT_OK
     for path in runbooks:

@@ -123,3 +123,45 @@ def _teardown(ctx: RunContext, iso: IsolationSpec) -> None:
         statuses.append(execute_step(ctx, step, PHASE_TEARDOWN, ctx.hard_stop))
     ok = all(s == "ok" for s in statuses)
     ctx.emit("isolation_finished", {"teardown": "ok" if ok else "failed"})
+
+
+def clone_endpoint_checks(runbook: Runbook, inventory: Inventory) -> list[Any]:
+    """``preflight --isolated``: each endpoint the clone will serve on (the service DSN as
+    mapped by ``isolation.endpoints``) must be free before the run — something answering
+    there is a clone an earlier run left (killed orchestrator, second Ctrl-C), which the
+    build would trip over or, worse, the recovery would act on. A refused TCP connection is
+    free; an accepted one fails the check; no answer at all is a warning (cannot tell)."""
+    import socket
+    import time
+
+    from drdrill.engine.preflight import CheckResult, runbook_hosts
+    from drdrill.engine.readiness import _service_dsn, endpoints_of
+
+    dsn = _service_dsn(runbook)
+    if dsn is None:
+        return []
+    results = []
+    for endpoint in endpoints_of(dsn, inventory, runbook_hosts(runbook, inventory)):
+        label = endpoint.name or f"{endpoint.address}:{endpoint.port}"
+        started = time.monotonic()
+        try:
+            with socket.create_connection((endpoint.address, endpoint.port), timeout=1.0):
+                pass
+        except ConnectionRefusedError:
+            results.append(CheckResult(label, "isolated clone endpoint free", True,
+                                       f"{endpoint.address}:{endpoint.port} free: the clone "
+                                       "build starts the clone there",
+                                       time.monotonic() - started))
+            continue
+        except OSError as exc:
+            results.append(CheckResult(label, "isolated clone endpoint free", True,
+                                       f"{endpoint.address}:{endpoint.port}: no answer "
+                                       f"({exc}): cannot tell whether it is free",
+                                       time.monotonic() - started, warning=True))
+            continue
+        results.append(CheckResult(label, "isolated clone endpoint free", False,
+                                   f"something answers on {endpoint.address}:{endpoint.port}:"
+                                   " a clone left by an earlier run? remove it (the lab: "
+                                   "drdrill lab repair; elsewhere the runbook's isolation "
+                                   "teardown)", time.monotonic() - started))
+    return results

@@ -65,9 +65,19 @@ def declare_t0(ctx: RunContext, declared_at: datetime | None) -> None:
 def execute(ctx: RunContext, state: DrillState) -> tuple[str, str | None]:
     """Run the remaining steps; return (status, reason) for run_finished."""
     if state.rollback_announced:
-        # resumed mid-rollback: the steps, the probes and the canary's read-back are over
-        # (they end before a rollback starts); only the rest of the rollback remains
-        _maybe_rollback(ctx, state, state.aborted_reason)
+        # resumed mid-rollback: the steps are over; only the rest of the rollback remains.
+        # A measured rollback (on-failure, or an abort's) died with the probes and the
+        # canary still running: they run again for the rest of it and the canary is read
+        # back after it, or the run would report RPO "not measured" for want of a read-back
+        measured = ctx.runbook.canary is not None and not any(
+            e.type == "canary_readback" for e in ctx.events)
+        monitor, writer = _start_background(ctx, state) if measured else (None, None)
+        try:
+            _maybe_rollback(ctx, state, state.aborted_reason)
+        finally:
+            if measured:
+                _finish_background(ctx, monitor, writer)
+        state.aborted_reason = state.aborted_reason or _stopped_in_rollback(ctx, state)
         if state.aborted_reason:
             return "aborted", state.aborted_reason
         return _verdict(ctx, state.failed)
@@ -90,9 +100,20 @@ def execute(ctx: RunContext, state: DrillState) -> tuple[str, str | None]:
             ok, present, detail = writer.read_back()
             ctx.emit("canary_readback", {"ok": ok, "present": present,
                                          "detail": f"after the rollback: {detail}"})
+    aborted_reason = aborted_reason or _stopped_in_rollback(ctx, state)
     if aborted_reason:
         return "aborted", aborted_reason
     return _verdict(ctx, state.failed)
+
+
+def _stopped_in_rollback(ctx: RunContext, state: DrillState) -> str | None:
+    """A Ctrl-C during an on-failure rollback does not stop it (a rollback runs to its end;
+    a second one does), but the operator did interrupt the run: it ends aborted (exit 3),
+    not as if nobody had asked."""
+    if not ctx.cancel.is_set() or not state.rollback_announced:
+        return None
+    after = f" (after step {state.failed[0]!r} failed)" if state.failed else ""
+    return f"interrupted by the operator during the rollback, which ran to its end{after}"
 
 
 def _steps(ctx: RunContext, state: DrillState) -> str | None:
@@ -235,14 +256,28 @@ def _maybe_rollback(ctx: RunContext, state: DrillState, aborted_reason: str | No
         ctx.emit("rollback_started", {"reason": _rollback_reason(ctx, state, aborted_reason),
                                       "after_abort": aborted_reason is not None})
         state.rollback_announced = True
-    statuses = []
+    statuses: list[str] = []
+    try:
+        finished = _rollback_steps(ctx, state, statuses)
+    finally:  # the next rollback batch is pre-staged: none may outlive the rollback
+        ctx.prestager.discard_all(ctx, "rollback", "not reached")
+    if not finished or ctx.hard_stop.is_set():
+        _rollback_finished(ctx, state, "interrupted")
+        return
+    ok = all(s == "ok" for s in statuses) and not state.rollback_failed
+    _rollback_finished(ctx, state, "ok" if ok else "failed")
+
+
+def _rollback_steps(ctx: RunContext, state: DrillState, statuses: list[str]) -> bool:
+    """Run the rollback's remaining batches, each one's successor pre-staged while it runs
+    (engine/prestage.py); False if the hard stop came between two batches."""
     for batch in batches(ctx.runbook.rollback):
         todo = [s for s in batch if s.index not in state.rollback_done]
         if not todo:
             continue
         if ctx.hard_stop.is_set():
-            _rollback_finished(ctx, state, "interrupted")
-            return
+            return False
+        ctx.prestager.ahead(ctx, ctx.runbook.rollback, todo, "rollback")
         if todo[0].group is None:
             statuses.append(execute_step(ctx, todo[0], "rollback", ctx.hard_stop))
             state.rollback_done.add(todo[0].index)
@@ -254,11 +289,7 @@ def _maybe_rollback(ctx: RunContext, state: DrillState, aborted_reason: str | No
             return False
 
         run_group(ctx, todo, "rollback", ctx.hard_stop, on_finish)
-    if ctx.hard_stop.is_set():
-        _rollback_finished(ctx, state, "interrupted")
-        return
-    ok = all(s == "ok" for s in statuses) and not state.rollback_failed
-    _rollback_finished(ctx, state, "ok" if ok else "failed")
+    return True
 
 
 def _rollback_finished(ctx: RunContext, state: DrillState, status: str) -> None:

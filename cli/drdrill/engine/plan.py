@@ -28,6 +28,8 @@ class Plan:
     unbounded_steps: tuple[str, ...]
     warnings: tuple[str, ...]
     groups: tuple[PlannedGroup, ...] = ()  # parallel groups, main steps then rollback
+    isolation: tuple[PlannedStep, ...] = ()  # --isolated: the clone build (before T0) ...
+    teardown: tuple[PlannedStep, ...] = ()  # ... and its removal (after everything)
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,13 @@ def _budget(step: Step) -> float | None:
     return step.timeout_s * (step.retries + 1) + step.retry_delay_s * step.retries
 
 
-def build_plan(runbook: Runbook, inventory: Inventory | None, mode: str) -> Plan:
+def build_plan(runbook: Runbook, inventory: Inventory | None, mode: str,
+               isolated: bool = False) -> Plan:
+    """``isolated``: ``runbook`` as engine/isolation.isolated_runbook makes it; T0 is the
+    end of the clone build, so every step after it is on the RTO path until restored."""
     steps = runbook.steps_for(mode)
     incident = mode == "incident"
-    after_t0 = incident
+    after_t0 = incident or isolated
     planned: list[PlannedStep] = []
     budget = 0.0
     unbounded: list[str] = []
@@ -96,11 +101,16 @@ def build_plan(runbook: Runbook, inventory: Inventory | None, mode: str) -> Plan
                         f"to {budget:g}s, more than the RTO objective of {rto:g}s")
     if unbounded:
         warnings.append("steps on the RTO path without a timeout: " + ", ".join(unbounded))
-    if not incident and runbook.disaster_step is None:
+    if not incident and not isolated and runbook.disaster_step is None:
         warnings.append("no step is marked disaster: true, so T0 (and RTO) cannot be measured "
                         "in drill mode")
     rollback = tuple(PlannedStep(s, _hosts(runbook, inventory, s), False)
                      for s in runbook.rollback)
+    iso = runbook.isolation if isolated else None
+    build, teardown = (((), ()) if iso is None else
+                       tuple(tuple(PlannedStep(s, _hosts(runbook, inventory, s), False)
+                                   for s in part) for part in (iso.steps, iso.teardown)))
     return Plan(runbook, mode, tuple(planned), rollback, budget if not unbounded else None,
                 tuple(unbounded), tuple(warnings),
-                tuple(_groups(steps, "main") + _groups(runbook.rollback, "rollback")))
+                tuple(_groups(steps, "main") + _groups(runbook.rollback, "rollback")),
+                build, teardown)

@@ -54,7 +54,7 @@ def playbook_request(ctx: RunContext, step: Step, attempt: int, cancel: threadin
         step=step, playbook=(ctx.runbook.playbook_dir / step.playbook).resolve(),
         hosts=hosts, inventory=ctx.inventory, step_dir=step_dir(ctx, step, attempt, phase),
         extra_vars=variables, secret_vars=ctx.secret_vars, timeout_s=step.timeout_s,
-        cancel=cancel, emit=ctx.emit, env=ctx.ansible_env, prestage=prestage)
+        cancel=cancel, emit=ctx.emit, env=ctx.ansible_env, prestage=prestage, phase=phase)
 
 
 def depends_on_earlier(step: Step) -> bool:

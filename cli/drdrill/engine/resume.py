@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from drdrill.engine.context import AutoAnswer, Interaction, RunContext
 from drdrill.engine.lock import environment_lock
 from drdrill.engine.loop import DrillState
@@ -36,6 +38,8 @@ from drdrill.events import Clock, Event, EventHandler
 from drdrill.executors.base import Executor
 from drdrill.executors.inventory import Inventory, load_inventory
 from drdrill.executors.proctree import kill_tree, processes_mentioning
+from drdrill.exercise.runlink import resume_key
+from drdrill.exercise.signing import sign_run
 from drdrill.journal.record import RECORD_NAME, journal_last_hash
 from drdrill.journal.store import JOURNAL_NAME, JournalWriter, parse_lines, read_events
 from drdrill.journal.verify import RunDirEvidence, snapshot_problems
@@ -131,7 +135,8 @@ def rebuild_state(events: Sequence[Event], runbook: Runbook, mode: str
 def resume_drill(run_dir: Path, assume: str | None = None,
                  handlers: Sequence[EventHandler] = (), interaction: Interaction | None = None,
                  executor: Executor | None = None, cancel: threading.Event | None = None,
-                 hard_stop: threading.Event | None = None, yes: bool = False) -> RunResult:
+                 hard_stop: threading.Event | None = None, yes: bool = False,
+                 exercise_key: Path | None = None) -> RunResult:
     journal_path = run_dir / JOURNAL_NAME
     if not journal_path.is_file():
         raise BadInput(f"{run_dir}: no journal.jsonl: not a run directory")
@@ -139,13 +144,14 @@ def resume_drill(run_dir: Path, assume: str | None = None,
     if not events or events[0].type != "run_started":
         raise BadInput(f"{journal_path}: does not start with run_started; cannot resume")
     finished = next((e for e in events if e.type == "run_finished"), None)
-    if finished is not None and not (run_dir / RECORD_NAME).is_file():
-        # drdrill died after journaling the verdict, before writing what derives from it
-        JournalWriter(journal_path).close()  # cuts a torn tail, if any
-        return write_outputs(run_dir, events, journal_last_hash(journal_path))
-    if finished is not None:
+    if finished is not None and (run_dir / RECORD_NAME).is_file():
         raise BadInput(f"run {run_dir.name} already finished ({finished.data.get('status')}); "
                        "a finished run cannot be resumed", hint="start a new run")
+    key = resume_key(events[0].data.get("exercise"), exercise_key)  # before anything runs
+    if finished is not None:
+        # drdrill died after journaling the verdict, before writing what derives from it
+        JournalWriter(journal_path).close()  # cuts a torn tail, if any
+        return _signed(write_outputs(run_dir, events, journal_last_hash(journal_path)), key)
     meta = dict(events[0].data)
     if meta.get("isolated"):  # resuming it as a plain run would act on production
         raise BadInput(f"run {run_dir.name} is an isolated run (--isolated); it cannot be "
@@ -205,7 +211,15 @@ def resume_drill(run_dir: Path, assume: str | None = None,
             else:
                 _keep_crashed_attempts(run_dir, flight)
         _restore_marks(ctx, state)
-        return drive(ctx, journal, state)
+        result = drive(ctx, journal, state)
+    return _signed(result, key)
+
+
+def _signed(result: RunResult, key: Ed25519PrivateKey | None) -> RunResult:
+    """An exercise run's record.json was rewritten: sign it again (record.sig), as run does."""
+    if key is not None:
+        sign_run(result.run_dir, key)
+    return result
 
 
 def _decide_all(in_flight: Sequence[InFlight], assume: str | None,

@@ -49,6 +49,7 @@ class StepRequest:
     emit: Emit
     env: Mapping[str, str] = field(default_factory=dict)
     prestage: bool = False  # start the process at prepare, held until the release
+    phase: str = "main"  # or "rollback": journaled with step_prepared
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Read a standard Ansible inventory with Ansible's own parser (never re-implemented).
+"""Read a standard Ansible inventory with Ansible's own parser (never re-implemented;
+validate may replay its stored result, executors/inventory_cache.py).
 
 Runbooks name roles; a role maps to an inventory pattern (group, host, ``a:b``...). This
 module turns patterns into host names and exposes each host's variables as plain data.
@@ -16,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from drdrill.errors import BadInput
+from drdrill.executors import inventory_cache
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,33 @@ class Inventory:
         return "production" if "production" in values else (values.pop() if values else None)
 
 
-def load_inventory(path: Path) -> Inventory:
-    """Parse ``path`` with Ansible's InventoryManager; raise BadInput if it is unusable."""
+def load_inventory(path: Path, *, cache: bool = False) -> Inventory:
+    """Parse ``path`` with Ansible's InventoryManager; raise BadInput if it is unusable.
+    With ``cache`` (validate), Ansible's result for an unchanged plain file is replayed from
+    inventory_cache instead (host variables are still rendered by Ansible, on first use)."""
     if not path.is_file():
         raise BadInput(f"{path}: inventory not found", hint="pass -i with an existing file")
     raw = path.read_bytes()
+    slot = inventory_cache.slot_for(path, raw) if cache else None
+    parsed = slot.load() if slot is not None else None
+    if parsed is not None:
+        host_vars = _HostVars(parsed.hosts, lambda: _render_hosts(*_parse(path)))
+    else:
+        loader, manager = _parse(path)
+        reads = inventory_cache.FileReads()
+        reads.watch(loader)
+        parsed = _parsed(path, loader, manager)
+        if slot is not None:
+            slot.store(parsed, reads)
+        host_vars = _HostVars(parsed.hosts, functools.partial(_render_hosts, loader, manager))
+    return Inventory(path=path, sha256=hashlib.sha256(raw).hexdigest(), hosts=parsed.hosts,
+                     groups=MappingProxyType(dict(parsed.groups)), host_vars=host_vars,
+                     all_vars=MappingProxyType(dict(parsed.all_vars)),
+                     unrendered=MappingProxyType(dict(parsed.unrendered)))
+
+
+def _parse(path: Path) -> tuple[Any, Any]:
+    """Ansible's loader and InventoryManager for ``path``."""
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
 
@@ -65,18 +89,19 @@ def load_inventory(path: Path) -> Inventory:
         manager = InventoryManager(loader=loader, sources=[str(path)])
     except Exception as exc:  # ansible raises many types for a bad source
         raise BadInput(f"{path}: cannot parse inventory: {exc}") from exc
+    return loader, manager
+
+
+def _parsed(path: Path, loader: Any, manager: Any) -> inventory_cache.Parsed:
     hosts = tuple(h.name for h in manager.get_hosts())
     if not hosts:
         raise BadInput(f"{path}: inventory has no hosts",
                        hint="check the file is an Ansible inventory (YAML or INI)")
     groups = {name: tuple(h.name for h in group.get_hosts())
               for name, group in manager.groups.items()}
-    host_vars = _HostVars(hosts, functools.partial(_render_hosts, loader, manager))
     all_vars, unrendered = _all_vars(loader, manager)
-    return Inventory(path=path, sha256=hashlib.sha256(raw).hexdigest(), hosts=hosts,
-                     groups=MappingProxyType(groups), host_vars=host_vars,
-                     all_vars=MappingProxyType(all_vars),
-                     unrendered=MappingProxyType(unrendered))
+    return inventory_cache.Parsed(hosts=hosts, groups=groups, all_vars=all_vars,
+                                  unrendered=unrendered)
 
 
 class _HostVars(Mapping[str, Mapping[str, Any]]):

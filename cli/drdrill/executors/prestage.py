@@ -200,7 +200,8 @@ class PlaybookAttempt:
         step = self.request.step
         self.request.emit("step_prepared", {
             "index": step.index, "name": step.name, "attempt": _attempt_no(self.request),
-            "pid": ready.pid, "ready_s": round(ready.mono - self.prepared_at, 6),
+            "phase": self.request.phase, "pid": ready.pid,
+            "ready_s": round(ready.mono - self.prepared_at, 6),
             "loaded_s": round(ready.loaded_s, 6)}, at_wall=ready.wall)
 
     def go(self, on_release: Callable[[float], None] | None = None,

@@ -36,7 +36,9 @@ class ExerciseRun:
         return {"id": self.manifest.id, "participant": self.participant,
                 "t0": iso(self.manifest.t0), "t0_source": self.manifest.t0_source,
                 "objectives": {"rto_s": self.manifest.rto_s, "rpo_s": self.manifest.rpo_s},
-                "checks": dict(sorted(self.providers.items()))}
+                "checks": dict(sorted(self.providers.items())),
+                # which key signs this run: resume (another process) must sign with the same
+                "public_key": public_text(self.key.public_key())}
 
 
 def prepare_exercise(manifest_path: Path, participant: str | None, key_path: Path | None,
@@ -63,6 +65,26 @@ def prepare_exercise(manifest_path: Path, participant: str | None, key_path: Pat
                        + "; ".join(missing),
                        hint="name a step after the check or add exercise_check: <id> to it")
     return ExerciseRun(manifest, participant, key, providers)
+
+
+def resume_key(stamp: dict[str, Any] | None, key_path: Path | None) -> Ed25519PrivateKey | None:
+    """The key that re-signs an exercise run on resume (its record is rewritten, so the
+    signature must be too): ``--key`` or $DRDRILL_EXERCISE_KEY, the same key the run was
+    started with. None for a run that is not an exercise run. Checked before anything
+    runs: a resume that could not sign would leave a participant's result unverifiable."""
+    if not stamp:
+        return None
+    key_file = key_path or (Path(os.environ[KEY_ENV]) if os.environ.get(KEY_ENV) else None)
+    who = f"{stamp.get('participant')} in exercise {stamp.get('id')}"
+    if key_file is None:
+        raise BadInput(f"this run is {who}: its record is signed again after the resume",
+                       hint=f"pass --key NAME.key or set ${KEY_ENV}")
+    key = load_private(key_file)
+    expected = stamp.get("public_key")
+    if expected is not None and public_text(key.public_key()) != expected:
+        raise BadInput(f"{key_file} is not the key this run was started with ({who})",
+                       hint="use the key the run was started with")
+    return key
 
 
 def declared_checks(runbook: Runbook) -> dict[str, str]:

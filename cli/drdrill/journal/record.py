@@ -14,7 +14,7 @@ from drdrill.journal.store import GENESIS, iter_lines, line_hash
 from drdrill.measure.isolation import isolated_summary
 from drdrill.measure.metrics import compute_results, probe_attempts
 from drdrill.measure.split import time_split
-from drdrill.measure.verdict import data_verified
+from drdrill.measure.verdict import data_verified, verdict_notes
 
 RECORD_NAME = "record.json"
 
@@ -89,6 +89,7 @@ def build_record(events: Sequence[Event], last_hash: str = GENESIS) -> dict[str,
         "finished_at": finished.wall if finished else None,
         "status": finished.data.get("status") if finished else "running",
         "reason": finished.data.get("reason") if finished else None,
+        "verdict_notes": verdict_notes(results),
         "operator": meta.get("operator"),
         "inventory_sha256": (meta.get("inventory") or {}).get("sha256"),
         "drdrill_version": meta.get("drdrill_version"),

@@ -13,6 +13,8 @@ so no acknowledged write is lost while a primary exists:
 4. when the source is pg2: once pg1 has replayed everything, a marker row is written on
    pg2, pg2 is stopped (a clean stop sends its last WAL to pg1), pg1 is promoted, the row is
    checked on pg1, and pg2 is re-cloned from pg1.
+5. with the service (``lab up --with service``): lab/service/repair.py thaws or restarts
+   the sites on version N and makes HAProxy route to both again.
 Each action is returned as a sentence, in order, for the command to print.
 """
 
@@ -174,4 +176,11 @@ def lab_repair(config: LabConfig, say: Say) -> LabStatus:
     _rebuild(other, source, say)
     if source is pg2:
         _switch_back(pg1, pg2, say)
-    return _wait_healthy(cfg, bin_dir, user, (), timeout=20.0)
+    status = _wait_healthy(cfg, bin_dir, user, (), timeout=20.0)
+    from drdrill.lab.service.repair import service_repair  # lazy, like every lab extra
+
+    service_repair(cfg, say)  # --with service: both sites on version N behind HAProxy
+    from drdrill.lab.patroni_repair import patroni_repair
+
+    patroni_repair(cfg, say)  # --with patroni: a leader, a streaming replica, HAProxy
+    return status

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from drdrill.events import Event
-from drdrill.measure.metrics import Results
+from drdrill.measure.metrics import Results, probe_attempts
 
 BOUND = "bound"
 FACT = "last_replay_ts"
@@ -74,3 +74,26 @@ def apply_bound(results: Results, events: Sequence[Event], rpo_objective: float)
                    rpo_met=True if bound <= rpo_objective else None,
                    rpo_reason="incident mode: an upper bound from the promoted standby's last "
                               "replayed commit, not a measured RPO")
+
+
+def apply_rto_bound(results: Results, events: Sequence[Event], rto_objective: float
+                    ) -> Results:
+    """Incident mode: when the service probe's very first attempt already passed, the
+    service came back before drdrill was watching (a load balancer that failed over on its
+    own, a person who acted before the run). Its restoration instant was not seen, only that
+    it lies between the declared T0 and that first attempt: ``rto_s`` is None and
+    ``rto_bound_s`` the upper bound; ``rto_met`` True only when the bound is within the
+    objective. A probe that saw the service down first measures the RTO as usual."""
+    if _mode(events) != "incident" or results.t0_source != "declared":
+        return results
+    if results.t0_mono is None or results.first_failure_after_t0_mono is not None:
+        return results
+    attempts = probe_attempts(events)
+    if not attempts or not attempts[0][1] or attempts[0][0] < results.t0_mono:
+        return results
+    bound = round(max(0.0, attempts[0][0] - results.t0_mono), 6)
+    return replace(results, rto_s=None, downtime_s=None, rto_basis=BOUND, rto_bound_s=bound,
+                   rto_met=True if bound <= rto_objective else None,
+                   rto_reason=f"incident mode: the service already answered drdrill's first "
+                              f"probe, {bound:.3f}s after the declared T0; it was restored "
+                              "at or before then (an upper bound, not a measured RTO)")

@@ -107,8 +107,11 @@ def apply_clone_lag(results: Results, events: Sequence[Event],
                        rpo_basis=CLONE_LAG,
                        rpo_reason="isolated: the standby's lag at clone time, from the "
                                   "database's positions (no completed transaction missing)")
+    within = lag <= rpo_objective
     return replace(results, rpo_s=None, rpo_bound_s=lag, rpo_basis=CLONE_LAG,
-                   rpo_met=True if lag <= rpo_objective else None,
+                   rpo_met=True if within else None,
                    rpo_reason="isolated: an upper bound of the clone's loss window (the "
                               "primary's clock at clone time minus the clone's newest "
-                              "replayed commit), not a measured RPO")
+                              "replayed commit), not a measured RPO"
+                              + ("" if within else "; above the objective, it is reported, "
+                                 "not judged: a property of the copy, not a failover's loss"))

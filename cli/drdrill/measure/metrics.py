@@ -10,7 +10,7 @@ fault's effect (a ``[t0]`` task, the first failed probe) can precede the step's 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from drdrill.events import Event
@@ -27,8 +27,9 @@ class Outage:
     start_s: float
     end_s: float | None
     duration_s: float | None
-    step: str | None
+    step: str | None  # a parallel group's name when the outage began inside the group
     phase: str | None
+    steps: tuple[str, ...] = ()  # every step running when it began (a group's members)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class Results:
     rpo_reason: str | None = None
     rpo_bound_s: float | None = None  # set by measure/bound.py (incident mode)
     disaster_started_mono: float | None = None
+    rto_basis: str | None = None  # measured | bound (incident: restored before drdrill looked)
+    rto_bound_s: float | None = None  # set by measure/bound.py (incident mode)
+    rto_reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -145,25 +149,32 @@ def measure_rto(events: Sequence[Event]) -> tuple[float | None, ...]:
             failures[0] if failures else None)
 
 
-def _running_step(events: Sequence[Event], at: float) -> tuple[str | None, str | None]:
-    """(name, phase) of the step running at ``at``: the latest started whose end (if any)
-    is not before ``at``."""
-    open_steps: dict[tuple[str, int], tuple[float, float | None, str]] = {}
+def _running_step(events: Sequence[Event], at: float
+                  ) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """(name, phase, names running) at ``at``: the latest started step whose end (if any)
+    is not before ``at`` — or, when it is a member of a parallel group, the group, whose
+    members all ran at once (naming the latest member alone would blame it for an outage
+    any member may have caused) — and every step running then, in start order."""
+    open_steps: dict[tuple[str, int], tuple[float, float | None, str, str | None]] = {}
     for e in events:
         if e.type not in ("step_started", "step_finished"):
             continue
         key = (str(e.data.get("phase", "main")), int(e.data.get("index", 0)))
         if e.type == "step_started":
-            open_steps[key] = (e.mono, None, str(e.data.get("name")))
+            group = e.data.get("group")
+            open_steps[key] = (e.mono, None, str(e.data.get("name")),
+                               None if group is None else str(group))
         elif key in open_steps:
-            start, _, name = open_steps[key]
-            open_steps[key] = (start, e.mono, name)
-    running = [(start, key[0], name) for key, (start, end, name) in open_steps.items()
-               if start <= at and (end is None or end >= at)]
+            start, _, name, group = open_steps[key]
+            open_steps[key] = (start, e.mono, name, group)
+    running = sorted(((start, key[0], name, group)
+                      for key, (start, end, name, group) in open_steps.items()
+                      if start <= at and (end is None or end >= at)),
+                     key=lambda r: (r[0], r[1], r[2]))
     if not running:
-        return None, None
-    _, phase, name = max(running)
-    return name, phase
+        return None, None, ()
+    _, phase, name, group = running[-1]
+    return group or name, phase, tuple(r[2] for r in running)
 
 
 def measure_outages(events: Sequence[Event]) -> tuple[Outage, ...]:
@@ -182,10 +193,10 @@ def measure_outages(events: Sequence[Event]) -> tuple[Outage, ...]:
 
 
 def _outage(events: Sequence[Event], start: float, end: float | None) -> Outage:
-    step, phase = _running_step(events, start)
+    step, phase, running = _running_step(events, start)
     duration = None if end is None else round(end - start, 6)
     return Outage(round(start, 6), None if end is None else round(end, 6), duration, step,
-                  phase)
+                  phase, running)
 
 
 @dataclass(frozen=True)
@@ -251,7 +262,10 @@ def compute_results(events: Sequence[Event], rto_objective: float,
                       first_failure, rpo.lost_seqs, t0_source=t0_source,
                       outages=measure_outages(events), rpo_basis=rpo.basis,
                       rpo_reason=rpo.reason, disaster_started_mono=began)
-    from drdrill.measure.bound import apply_bound  # incident mode; bound imports Results
+    if rto is not None:
+        results = replace(results, rto_basis="measured")
+    from drdrill.measure.bound import apply_bound, apply_rto_bound  # incident; imports Results
     from drdrill.measure.isolation import apply_clone_lag  # run --isolated
 
+    results = apply_rto_bound(results, events, rto_objective)
     return apply_clone_lag(apply_bound(results, events, rpo_objective), events, rpo_objective)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ def render_verdict(console: Console, record: dict[str, Any], run_dir: str) -> No
     console.print(Text(f"Run {record.get('run_id')}: {status.upper()}", style=f"bold {colour}"))
     if record.get("reason"):
         console.print(f"  reason: {record['reason']}", markup=False)
+    for note in record.get("verdict_notes") or []:  # reported, not judged
+        console.print(f"  note: {note}", style="yellow", markup=False)
     table = Table(box=None, padding=(0, 2))
     for col in ("objective", "actual", "target", "verdict"):
         table.add_column(col)
@@ -43,6 +46,10 @@ def render_verdict(console: Console, record: dict[str, Any], run_dir: str) -> No
                   _met(results.get("rpo_met")))
     console.print(table)
     lost = results.get("lost_writes")
+    if results.get("rto_basis") == "bound":  # incident: restored before drdrill looked
+        console.print(f"  RTO bound: at most {_seconds(results.get('rto_bound_s'))} (not "
+                      f"measured: {results.get('rto_reason')})", style="bold yellow",
+                      markup=False)
     if results.get("rpo_basis") == "bound":  # incident: the database's bound, not measured
         console.print(f"  RPO bound: {_seconds(results.get('rpo_bound_s'))} (a bound, not "
                       "measured: T0 minus the promoted standby's last replayed commit)",
@@ -123,9 +130,25 @@ def _next_commands(record: dict[str, Any], run_dir: str) -> list[str]:
     swapped = _swapped_primary(run_dir)
     if swapped:
         return [f"roles are swapped: {swapped} is now the primary; fail back before the next "
-                "run (elsewhere: the drill's failback steps)", "drdrill lab repair"]
+                "run", "drdrill lab repair (the lab)", _failback_elsewhere(run_dir)]
     return ["rolled back; check the environment before the next run "
             "(the lab: drdrill lab status)"]
+
+
+def _failback_elsewhere(run_dir: str) -> str:
+    """On hosts that are not the lab: the failback playbook of the run's own snapshot,
+    against the inventory the run used (the rollback already rejoined the old primary as a
+    standby, so the planned switchover back is what is left)."""
+    failback = Path(run_dir) / "runbook" / "playbooks" / "pg-failback.yml"
+    journal = Path(run_dir) / JOURNAL_NAME
+    started = next((e for e in read_events(journal) if e.type == "run_started"), None) \
+        if journal.is_file() else None
+    inventory = str(((started.data if started else {}).get("inventory") or {}).get("path")
+                    or "INVENTORY")
+    if not failback.is_file():
+        return f"other hosts: run the runbook's failback steps against {inventory}"
+    return f"other hosts: ansible-playbook -i {shlex.quote(inventory)} " \
+           f"{shlex.quote(str(failback))}"
 
 
 def _swapped_primary(run_dir: str) -> str | None:
