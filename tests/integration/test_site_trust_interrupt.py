@@ -43,11 +43,11 @@ from labkit import skip_without_postgres
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
 
 RUNBOOK = ROOT / "drills" / "site-failover.yml"
-# every step; the probe-only pre-checks last milliseconds (the signal may land just after)
-CASES = [("clients are served by site A", "kill"), ("site A fails", "kill"),
-         ("site A fails", "freeze"), ("clients are served by site B", "kill"),
-         ("clients are served by site B", "freeze"), ("failback - bring site A back", "freeze"),
-         ("failback - clients are served by site A again", "kill")]
+# the RTO path: the fault (killed and frozen) and the wait for site B. The pre-check and the
+# two failback steps passed here too (rollback alone each time) but do not fit CI's budget.
+CASES = [("site A fails", "kill"), ("site A fails", "freeze"),
+         ("clients are served by site B", "freeze")]
+LAST_STEP = "failback - clients are served by site A again"  # a 0.1 s wait
 
 skip_without_postgres()
 skip_without_haproxy()
@@ -77,7 +77,7 @@ def test_ctrl_c_inside_step(lab: ServiceLab, tmp_path: Path, step: str, fault: s
         assert "Traceback" not in out, out[-3000:]
         record = json.loads((run_dir / "record.json").read_text())
         if proc.returncode == 0:  # the last step (a 0.1 s wait) ended as the signal came:
-            assert step == CASES[-1][0], out[-3000:]  # nothing was left to interrupt
+            assert step == LAST_STEP, out[-3000:]  # nothing was left to interrupt
             assert record["status"] == "passed", record["status"]
             assert all(s["status"] == "ok" for s in record["steps"]), record["steps"]
         else:
