@@ -12,13 +12,16 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from harness.service_lab import DRDRILL, ROOT, ServiceLab
+from harness.http_client import ClientLog, HttpClient
+from harness.service_lab import DRDRILL, ROOT, ServiceLab, leftovers
 
 Lines = list[dict[str, Any]]
 
@@ -106,6 +109,43 @@ def start_run(lab: ServiceLab, runbook: Path, *extra: str) -> subprocess.Popen[s
                              str(ROOT / "inventory.example.yml"), "--yes", *extra],
                             cwd=ROOT, env=lab_env(lab), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@dataclass
+class WatchedRun:
+    """A ``drdrill run`` with the independent HTTP client watching; ``log`` is the client's
+    record once the ``watched_run`` block has ended."""
+
+    proc: subprocess.Popen[str]
+    before: set[Path]
+    log: ClientLog | None = None
+
+
+@contextmanager
+def watched_run(lab: ServiceLab, client_log: Path, runbook: Path, *extra: str
+                ) -> Iterator[WatchedRun]:
+    """Start the client, then the run; at the end kill the run if it is still going and stop
+    the client, whatever the block's assertions did."""
+    client = HttpClient(f"{lab.url}/transfers/drdrill-reference", client_log,
+                        interval_s=0.02, timeout_s=2.0)
+    client.start()
+    watched = WatchedRun(start_run(lab, runbook, *extra), runs_now(lab))
+    try:
+        yield watched
+    finally:
+        if watched.proc.poll() is None:
+            watched.proc.kill()
+            watched.proc.wait()
+        watched.log = client.stop()
+
+
+def assert_back_on_site_a(watched: WatchedRun, run_dir: Path) -> None:
+    """The client's last answers (after the rollback or repair) came from site A, and no
+    ansible process of the run is left."""
+    assert watched.log is not None
+    last = watched.log.attempts[-5:]
+    assert len(last) == 5 and all(a.ok and a.site == "site-a" for a in last), last
+    assert not [p for p in leftovers(run_dir) if "ansible" in p], leftovers(run_dir)
 
 
 def new_run_dir(lab: ServiceLab, before: set[Path], deadline_s: float = 240) -> Path:

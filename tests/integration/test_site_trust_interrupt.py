@@ -25,19 +25,18 @@ from pathlib import Path
 
 import pytest
 from sitekit import (
+    assert_back_on_site_a,
     back_to_whole,
     in_flight,
     new_run_dir,
     no_false_loss,
-    runs_now,
     signal_at,
-    start_run,
     step_started,
+    watched_run,
 )
 
 from drdrill.lab.service.lab import ServicePorts
-from harness.http_client import HttpClient
-from harness.service_lab import ROOT, ServiceLab, leftovers, service_lab, skip_without_haproxy
+from harness.service_lab import ROOT, ServiceLab, service_lab, skip_without_haproxy
 from labkit import skip_without_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
@@ -64,13 +63,10 @@ def lab() -> Iterator[ServiceLab]:
 @pytest.mark.parametrize(("step", "fault"), CASES)
 def test_ctrl_c_inside_step(lab: ServiceLab, tmp_path: Path, step: str, fault: str) -> None:
     started = time.monotonic()
-    client = HttpClient(f"{lab.url}/transfers/drdrill-reference", tmp_path / "client.jsonl",
-                        interval_s=0.02, timeout_s=2.0)
-    client.start()
-    before = runs_now(lab)
-    proc = start_run(lab, RUNBOOK, "-e", f"site_fault={fault}")
-    try:
-        run_dir = new_run_dir(lab, before)
+    with watched_run(lab, tmp_path / "client.jsonl", RUNBOOK, "-e", f"site_fault={fault}"
+                     ) as watched:
+        proc = watched.proc
+        run_dir = new_run_dir(lab, watched.before)
         seen = signal_at(proc, run_dir, lambda lines: step_started(lines, step),
                          signal.SIGINT)
         out, _ = proc.communicate(timeout=240)
@@ -88,14 +84,7 @@ def test_ctrl_c_inside_step(lab: ServiceLab, tmp_path: Path, step: str, fault: s
         rollback = [s["status"] for s in record["steps"] if s["phase"] == "rollback"]
         came_back = back_to_whole(lab)
         time.sleep(0.3)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log = client.stop()
-    last = log.attempts[-5:]  # the client's last answers, after the rollback or repair
-    assert len(last) == 5 and all(a.ok and a.site == "site-a" for a in last), last
-    assert not [p for p in leftovers(run_dir) if "ansible" in p], leftovers(run_dir)
+    assert_back_on_site_a(watched, run_dir)
     print(f"\n{step} ({fault}): landed in {in_flight(seen) or 'between steps'}; "
           f"exit {proc.returncode}; "
           f"rollback {rollback}; came back by {came_back}; lost writes {loss}; "

@@ -25,19 +25,18 @@ from pathlib import Path
 
 import pytest
 from sitekit import (
+    assert_back_on_site_a,
     back_to_whole,
     in_flight,
     new_run_dir,
     no_false_loss,
-    runs_now,
     signal_at,
-    start_run,
     step_started,
+    watched_run,
 )
 
 from drdrill.lab.service.lab import ServicePorts
-from harness.http_client import HttpClient
-from harness.service_lab import ROOT, ServiceLab, leftovers, service_lab, skip_without_haproxy
+from harness.service_lab import ROOT, ServiceLab, service_lab, skip_without_haproxy
 from labkit import skip_without_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
@@ -63,13 +62,9 @@ def lab() -> Iterator[ServiceLab]:
 @pytest.mark.parametrize(("step", "phase"), CASES)
 def test_ctrl_c_inside_step(lab: ServiceLab, tmp_path: Path, step: str, phase: str) -> None:
     started = time.monotonic()
-    client = HttpClient(f"{lab.url}/transfers/drdrill-reference", tmp_path / "client.jsonl",
-                        interval_s=0.02, timeout_s=2.0)
-    client.start()
-    before = runs_now(lab)
-    proc = start_run(lab, RUNBOOK)
-    try:
-        run_dir = new_run_dir(lab, before)
+    with watched_run(lab, tmp_path / "client.jsonl", RUNBOOK) as watched:
+        proc = watched.proc
+        run_dir = new_run_dir(lab, watched.before)
         seen = signal_at(proc, run_dir, lambda lines: step_started(lines, step, phase),
                          signal.SIGINT)
         out, _ = proc.communicate(timeout=300)
@@ -86,14 +81,7 @@ def test_ctrl_c_inside_step(lab: ServiceLab, tmp_path: Path, step: str, phase: s
             assert rows and all(r == "ok" for r in rows), rows
         came_back = back_to_whole(lab)
         time.sleep(0.3)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log = client.stop()
-    last = log.attempts[-5:]  # the client's last answers, after the rollback or repair
-    assert len(last) == 5 and all(a.ok and a.site == "site-a" for a in last), last
-    assert not [p for p in leftovers(run_dir) if "ansible" in p], leftovers(run_dir)
+    assert_back_on_site_a(watched, run_dir)
     print(f"\n{phase} {step}: landed in {in_flight(seen) or 'between steps'}; exit 3; "
           f"rollback {rollback and rollback.get('status')} {rows}; came back by "
           f"{came_back}; lost writes {loss}; {time.monotonic() - started:.1f}s")

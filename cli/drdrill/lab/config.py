@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ DB_SUPERUSER = "postgres"
 # The two lab nodes. pg1 is created as the primary, pg2 as its streaming standby; after a
 # failover their roles may be swapped, but names, ports and data dirs stay with the node.
 NODE_NAMES = ("pg1", "pg2")
+Say = Callable[[str], None]  # how a repair reports each action, in order, as a sentence
 
 
 def default_lab_dir() -> Path:

@@ -24,11 +24,10 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from pathlib import Path
 
 from drdrill.errors import LabError
-from drdrill.lab.config import LabConfig
+from drdrill.executors.proctree import descendants, is_stopped
+from drdrill.lab.config import LabConfig, Say
 from drdrill.lab.haproxy import global_section
 from drdrill.lab.node import postmaster_pid
 from drdrill.lab.osuser import lab_os_user
@@ -36,32 +35,15 @@ from drdrill.lab.patroni import _etcd, _haproxy, node_pid, read_patroni_lab, sta
 from drdrill.lab.patroni_conf import PATRONI_NODES, PatroniLab, haproxy_sections
 from drdrill.lab.patroni_status import PatroniStatus, patroni_cluster_status
 
-Say = Callable[[str], None]
 REINIT_AFTER_S = 45.0  # a rewind plus restart takes seconds; ttl 20 s bounds a new election
 HEALTHY_TIMEOUT_S = 90.0
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii")
-    except OSError:
-        return []
-    return [int(c) for c in text.split()]
-
-
-def _frozen(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] in ("T", "t")
 
 
 def _lab_pids(lab: PatroniLab) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {}
     for node in PATRONI_NODES:
         pids = [p for p in (node_pid(lab, node), postmaster_pid(lab.data_dir(node))) if p]
-        found[node] = pids + [c for p in pids for c in _children(p)]
+        found[node] = pids + [c for p in pids for c in descendants(p)]
     found["etcd"] = [p for p in (_etcd(lab).pid,) if p]
     found["haproxy"] = [p for p in (_haproxy(lab).pid,) if p]
     return found
@@ -69,7 +51,7 @@ def _lab_pids(lab: PatroniLab) -> dict[str, list[int]]:
 
 def _thaw(lab: PatroniLab, say: Say) -> None:
     for name, pids in _lab_pids(lab).items():
-        frozen = [p for p in pids if _frozen(p)]
+        frozen = [p for p in pids if is_stopped(p)]
         for pid in frozen:
             try:
                 os.kill(pid, signal.SIGCONT)
@@ -125,6 +107,11 @@ def _describe(status: PatroniStatus) -> str:
                      for m in status.members) or "no member answers"
 
 
+def _healthy(status: PatroniStatus) -> str:
+    return (f"Patroni: {status.leader.name if status.leader else '?'} leads, "
+            f"{', '.join(m.name for m in status.replicas)} streams, HAProxy routes writes")
+
+
 def patroni_repair(config: LabConfig, say: Say) -> PatroniStatus | None:
     """Repair the Patroni lab (module docstring); None when the lab has none."""
     lab = read_patroni_lab(config)
@@ -134,8 +121,7 @@ def patroni_repair(config: LabConfig, say: Say) -> PatroniStatus | None:
     _start_missing(lab, say)
     status = _wait(lab, REINIT_AFTER_S)
     if status.healthy:
-        say(f"Patroni: {status.leader.name if status.leader else '?'} leads, "
-            f"{', '.join(m.name for m in status.replicas)} streams, HAProxy routes writes")
+        say(_healthy(status))
         return status
     if status.leader is None:
         raise LabError(f"the Patroni lab has no leader after {REINIT_AFTER_S:g}s "
@@ -151,6 +137,5 @@ def patroni_repair(config: LabConfig, say: Say) -> PatroniStatus | None:
     if not status.healthy:
         raise LabError(f"the Patroni lab is still not healthy ({_describe(status)})",
                        hint=f"see the Patroni logs in {lab.log_dir}")
-    say(f"Patroni: {status.leader.name if status.leader else '?'} leads, "
-        f"{', '.join(m.name for m in status.replicas)} streams, HAProxy routes writes")
+    say(_healthy(status))
     return status

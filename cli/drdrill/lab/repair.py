@@ -21,7 +21,6 @@ Each action is returned as a sentence, in order, for the command to print.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import psycopg
 
@@ -35,11 +34,10 @@ from drdrill.lab.api import (
     read_env,
 )
 from drdrill.lab.clones import remove_clone
-from drdrill.lab.config import LAB_DB, LabConfig, LabStatus
+from drdrill.lab.config import LAB_DB, LabConfig, LabStatus, Say
 from drdrill.lab.node import Node
 from drdrill.lab.osuser import lab_os_user
 
-Say = Callable[[str], None]
 CATCH_UP_S = 60.0
 
 

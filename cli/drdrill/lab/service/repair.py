@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
 
 from drdrill.errors import LabError
-from drdrill.lab.config import LabConfig
+from drdrill.lab.config import LabConfig, Say
 from drdrill.lab.osuser import lab_os_user
 from drdrill.lab.service.lab import (
     ServicePorts,
@@ -28,7 +27,6 @@ from drdrill.lab.service.lab import (
 )
 from drdrill.lab.service.sites import VERSION_N, SiteProc, current_user
 
-Say = Callable[[str], None]
 ROUTED_TIMEOUT_S = 20.0
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from drdrill.errors import LabError
+from drdrill.executors.proctree import is_stopped
 from drdrill.lab.osuser import OsUser
 from drdrill.lab.process import alive, kill_tree, log_tail, read_pid, spawn
 
@@ -76,13 +77,10 @@ class SiteProc:
     def state(self) -> str:
         """running | frozen (SIGSTOPped) | down."""
         pid = self.pid
-        if pid is None:
+        stopped = None if pid is None else is_stopped(pid)
+        if stopped is None:
             return "down"
-        try:
-            letter = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            return "down"
-        return "frozen" if letter in ("T", "t") else "running"
+        return "frozen" if stopped else "running"
 
     def argv(self) -> list[str]:
         return [sys.executable, "-m", MODULE, "--lab-dir", str(self.lab_dir), "serve",
