@@ -71,11 +71,11 @@ def kill_tree(root: int, include_root: bool = True, grace_s: float = 0.5) -> lis
     reparented out of sight), then SIGKILL what is left after ``grace_s``. Returns pids."""
     pids = descendants(root) + ([root] if include_root else [])
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        alive = [p for p in pids if _signal(p, sig)]
-        if not alive:
+        signalled = [p for p in pids if _signal(p, sig)]
+        if not signalled:
             break
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and any(_exists(p) for p in alive):
+        while time.monotonic() < deadline and any(alive(p) for p in signalled):
             time.sleep(0.02)
     return pids
 
@@ -88,12 +88,29 @@ def _signal(pid: int, sig: int) -> bool:
         return False
 
 
-def _exists(pid: int) -> bool:
+def _state_of(stat_path: Path) -> str | None:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text()
+        stat = stat_path.read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2:].split()[0]
+
+
+def alive(pid: int) -> bool:
+    """True while any thread of ``pid`` runs. A zombie leader is not enough to call it dead:
+    when a threaded process (haproxy, etcd) exits, its main thread shows ``Z`` while the
+    other threads still exit, and its sockets and files stay open until the last one is
+    gone (a port still accepted a connection after haproxy "had died")."""
+    state = _state_of(Path(f"/proc/{pid}/stat"))
+    if state is None:
+        return False
+    if state != "Z":
+        return True
+    try:
+        tasks = [t for t in Path(f"/proc/{pid}/task").iterdir() if t.name != str(pid)]
     except OSError:
         return False
-    return state[state.rfind(")") + 2] != "Z"
+    return any(_state_of(t / "stat") not in (None, "Z", "X") for t in tasks)
 
 
 def processes_mentioning(*needles: str) -> list[int]:
@@ -103,6 +120,6 @@ def processes_mentioning(*needles: str) -> list[int]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         line = cmdline(int(entry.name))
-        if line and all(n in line for n in needles) and _exists(int(entry.name)):
+        if line and all(n in line for n in needles) and alive(int(entry.name)):
             found.append(int(entry.name))
     return found

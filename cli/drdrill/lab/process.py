@@ -20,17 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from drdrill.errors import LabError
+from drdrill.executors import proctree
 from drdrill.executors.proctree import descendants
 from drdrill.lab.osuser import OsUser
-
-
-def _state(pid: int) -> str | None:
-    """The process state letter from /proc (``Z`` zombie), or None when there is none."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split()[0]
 
 
 def _reap(pid: int) -> None:
@@ -40,12 +32,12 @@ def _reap(pid: int) -> None:
 
 
 def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie is dead; reaped here when it is our child)."""
-    state = _state(pid)
-    if state == "Z":
-        _reap(pid)
-        return False
-    return state is not None
+    """True while ``pid`` runs (executors/proctree.alive: a zombie whose threads are all gone
+    is dead; reaped here when it is our child)."""
+    if proctree.alive(pid):
+        return True
+    _reap(pid)
+    return False
 
 
 def cmdline(pid: int) -> list[str]:

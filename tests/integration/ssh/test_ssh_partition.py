@@ -72,6 +72,17 @@ def _step_detail(result: RunResult, name: str) -> str:
     raise AssertionError(f"no step_finished for {name!r}")
 
 
+def _why(result: RunResult) -> list[Any]:
+    """The run's reason and every failed preflight check (a run aborted before any step)."""
+    found: list[Any] = []
+    for line in (result.run_dir / "journal.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event["type"] == "run_finished" or (event["type"] == "preflight"
+                                               and not event["data"].get("ok")):
+            found.append(event["data"])
+    return found
+
+
 def _mono(result: RunResult, kind: str, **match: str) -> float:
     for line in (result.run_dir / "journal.jsonl").read_text().splitlines():
         event = json.loads(line)
@@ -87,7 +98,7 @@ def test_partition_fenced_out_of_band_passes(partition_lab: tuple[NetnsHarness, 
     record = result.record
     steps = _steps(result)
     failed = {n: s.get("error") for n, s in steps.items() if s["status"] != "ok"}
-    assert result.exit_code == 0, (record["status"], failed)
+    assert result.exit_code == 0, (record["status"], failed, _why(result))
     assert record["results"]["lost_writes"] == 0
     assert steps[WRITE_CHECK]["status"] == "ok" and steps[SPLIT_CHECK]["status"] == "ok"
 
